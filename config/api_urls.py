@@ -1,0 +1,8 @@
+"""Every API endpoint lives under /api/; each app adds its own module here."""
+
+from django.urls import include, path
+
+urlpatterns = [
+    path("accounts/", include("donors.api_urls")),
+    path("localities/", include("beneficiaries.api_urls")),
+]

@@ -1,0 +1,6 @@
+"""Benchmarks: `python manage.py benchmark <name>`. Each module has `add_arguments(parser)`
+and `run(options, out) -> dict`; the harness prints the table and the JSON line."""
+
+REGISTRY = {
+    "limits": "sponsorship.benchmarks.limits",
+}
