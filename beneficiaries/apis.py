@@ -19,6 +19,7 @@ class LocalitySearchApi(ListAPIView):
         class Meta:
             model = Locality
             fields = ["id", "scheme", "level", "code", "name", "division_type", "province_code", "province_name"]
+            ref_name = "Locality"
 
     serializer_class = OutputSerializer
 

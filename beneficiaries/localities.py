@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from django.db import transaction
@@ -83,8 +84,9 @@ def localities_load() -> dict[tuple[str, str], int]:
     district_province = {d.code.value: old_prov[d.province_code.value] for d in districts}
     old_wards = _upsert(
         [
-            row(w, Scheme.LEGACY, Level.COMMUNE, old_dist[w.district_code.value], district_province[w.district_code.value])
+            row(w, Scheme.LEGACY, Level.COMMUNE, old_dist[code], district_province[code])
             for w in lg.Ward.iter_all()
+            for code in [w.district_code.value]
         ]
     )
 
@@ -125,8 +127,11 @@ def locality_search(*, query: str, scheme: str | None = Scheme.CURRENT, level: s
         qs = qs.filter(scheme=scheme)
     if level:
         qs = qs.filter(level=level)
-    for word in ascii_fold(query).split():
-        qs = qs.filter(name_ascii__contains=word)
+    phrase = ascii_fold(query)
+    if phrase:
+        # The phrase must start at a word: "ha tinh" finds "tinh ha tinh", not "thanh hoa";
+        # the last word may be partial while someone types ("ha ti").
+        qs = qs.filter(name_ascii__regex=rf"(^| ){re.escape(phrase)}")
     return qs.order_by("level", "name_ascii")
 
 

@@ -11,11 +11,17 @@ class MeApi(APIView):
         code = serializers.IntegerField(source="locality.code")
         name = serializers.CharField(source="locality.name")
 
+        class Meta:
+            ref_name = "MeScope"
+
     class OutputSerializer(serializers.Serializer):
         email = serializers.EmailField()
         full_name = serializers.CharField()
         role = serializers.CharField()
         scopes = serializers.SerializerMethodField()
+
+        class Meta:
+            ref_name = "Me"  # nested OutputSerializers must have unique schema names
 
         def get_scopes(self, user) -> list[dict]:
             scopes = user.scopes.select_related("locality")

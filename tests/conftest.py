@@ -1,0 +1,45 @@
+"""Shared fixtures. The test database is created once per run with migrations, and the
+reference localities (both schemes and the mapping) are loaded into it once: every test can
+rely on real provinces and communes."""
+
+import pytest
+
+from beneficiaries.models import Level, Locality, Scheme
+from donors.models import Role, StaffScope, User
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    from beneficiaries.localities import localities_are_loaded, localities_load
+
+    with django_db_blocker.unblock():
+        if not localities_are_loaded():
+            localities_load()
+
+
+def _province(code: int) -> Locality:
+    return Locality.objects.get(scheme=Scheme.CURRENT, level=Level.PROVINCE, code=code)
+
+
+@pytest.fixture
+def ha_noi(db) -> Locality:
+    return _province(1)
+
+
+@pytest.fixture
+def ha_tinh(db) -> Locality:
+    return _province(42)
+
+
+@pytest.fixture
+def make_user(db):
+    """make_user(role, *scopes) → a user with that role scoped to those localities."""
+
+    def make(role: str = Role.DONOR, *scopes: Locality, email: str | None = None) -> User:
+        n = User.objects.count() + 1
+        user = User.objects.create_user(email or f"{role}{n}@example.test", "pw-Sufficiently-Long-1", role=role)
+        for locality in scopes:
+            StaffScope.objects.create(user=user, locality=locality)
+        return user
+
+    return make
