@@ -1,7 +1,9 @@
 """Settings for the test suite: the same real engines, a separate database."""
 
+from urllib.parse import urlsplit, urlunsplit
+
 from .base import *  # noqa: F403
-from .base import DATABASES, env
+from .base import DATABASES, celery_redis_url, env
 
 SECRET_KEY = "chungtay-test-key"
 ALLOWED_HOSTS = ["*"]
@@ -19,3 +21,14 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405 - WhiteNoise warns when it is missing
+
+# Tests use their own Redis database so a running platform on the same server is untouched.
+_test_redis_db = env.int("CHUNGTAY_TEST_REDIS_DB", default=15)
+if REDIS_URL.startswith("unix://"):  # noqa: F405
+    REDIS_URL = REDIS_URL.split("?", 1)[0] + f"?db={_test_redis_db}"  # noqa: F405
+else:
+    _parts = urlsplit(REDIS_URL)  # noqa: F405
+    REDIS_URL = urlunsplit(_parts._replace(path=f"/{_test_redis_db}"))
+CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
+CELERY_BROKER_URL = celery_redis_url(REDIS_URL)  # noqa: F405
+CELERY_RESULT_BACKEND = CELERY_BROKER_URL
