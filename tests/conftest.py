@@ -17,6 +17,26 @@ def django_db_setup(django_db_setup, django_db_blocker):
             localities_load()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """A transactional test (transaction=True, live_server) empties every table when it ends.
+    This runs after all of that test's fixtures are torn down, flush included, and puts the
+    reference localities back for the tests that follow."""
+    yield
+    marker = item.get_closest_marker("django_db")
+    transactional = (marker is not None and marker.kwargs.get("transaction")) or bool(
+        {"transactional_db", "live_server"} & set(getattr(item, "fixturenames", ()))
+    )
+    if transactional:
+        from pytest_django.plugin import blocking_manager_key
+
+        from beneficiaries.localities import localities_are_loaded, localities_load
+
+        with item.config.stash[blocking_manager_key].unblock():
+            if not localities_are_loaded():
+                localities_load()
+
+
 def _province(code: int) -> Locality:
     return Locality.objects.get(scheme=Scheme.CURRENT, level=Level.PROVINCE, code=code)
 

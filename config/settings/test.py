@@ -32,3 +32,6 @@ else:
 CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
 CELERY_BROKER_URL = celery_redis_url(REDIS_URL)  # noqa: F405
 CELERY_RESULT_BACKEND = CELERY_BROKER_URL
+
+# Threads of the live server would otherwise keep connections open past the test database's end.
+DATABASES["default"]["CONN_MAX_AGE"] = 0

@@ -69,6 +69,7 @@ def test_check_deploy_is_clean_with_production_settings():
         STRIPE_WEBHOOK_SECRET="whsec_dummy",
     )
     env.pop("STRIPE_API_BASE", None)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests' conftest
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
