@@ -273,7 +273,10 @@ def price_member(
     if product != Product.HI_HOUSEHOLD:
         raise ApplicationError(f"Unknown product {product!r}.")
     if ladder_position is None and not hi_support_groups(member, household):
-        members = household_members if household_members is not None else list(household.members.all())
+        if household_members is not None:
+            members = household_members
+        else:
+            members = list(household.members.all()) if household.pk else []
         if member.personal_id not in {m.personal_id for m in members}:
             members = [*members, member]
         ladder_position = _ladder_positions(members, household, on_date).get(member.personal_id)

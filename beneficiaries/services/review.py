@@ -10,8 +10,8 @@ loser sees a ConflictError (or a no-op when the member is already where it was s
 from __future__ import annotations
 
 from django.db import transaction
-from django.utils import timezone
 from django.http import Http404
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from config.exceptions import ApplicationError, ConflictError
