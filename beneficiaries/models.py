@@ -103,7 +103,9 @@ class Household(models.Model):
     is_poor_commune = models.BooleanField(_("poor commune"), default=False)
     is_ethnic_minority = models.BooleanField(_("ethnic minority"), default=False)
     is_island_commune = models.BooleanField(_("island commune"), default=False)
-    created_by = models.ForeignKey("donors.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        "donors.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     import_job = models.ForeignKey(
         "beneficiaries.ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -152,7 +154,8 @@ class MemberStatus(models.TextChoices):
 class Member(models.Model):
     household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="members")
     # Denormalised from the household: scoping and duplicate detection are one indexed filter.
-    locality = models.ForeignKey(Locality, on_delete=models.PROTECT, related_name="+")
+    # No index of its own: member_loc_status (locality, status) serves every locality filter.
+    locality = models.ForeignKey(Locality, on_delete=models.PROTECT, related_name="+", db_index=False)
     full_name = models.CharField(_("full name"), max_length=200)
     name_ascii = models.CharField(max_length=200, editable=False)
     date_of_birth = models.DateField(_("date of birth"))
@@ -165,7 +168,9 @@ class Member(models.Model):
     card_group = models.CharField(_("current card group"), max_length=4, blank=True)
     card_valid_until = models.DateField(_("current card valid until"), null=True, blank=True)
     status = models.CharField(_("status"), max_length=16, choices=MemberStatus.choices, default=MemberStatus.DRAFT)
-    submitted_by = models.ForeignKey("donors.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    submitted_by = models.ForeignKey(
+        "donors.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     is_possible_duplicate = models.BooleanField(_("possible duplicate"), default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -193,8 +198,10 @@ class Member(models.Model):
 class MemberTransition(models.Model):
     """Append-only history of a member's status."""
 
-    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="transitions")
-    actor = models.ForeignKey("donors.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="transitions", db_index=False)
+    actor = models.ForeignKey(
+        "donors.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     at = models.DateTimeField(default=timezone.now)
     from_status = models.CharField(max_length=16, blank=True)
     to_status = models.CharField(max_length=16)
