@@ -23,9 +23,10 @@ import tempfile
 import unicodedata
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -54,6 +55,7 @@ from .registry import INTAKE_ROLES
 PROGRESS_EVERY = 20_000
 
 
+@lru_cache(maxsize=4096)
 def _key(text: str) -> str:
     """Header/value key: no diacritics, lower case, letters and digits only."""
     text = str(text).replace("đ", "d").replace("Đ", "D")
@@ -199,6 +201,7 @@ def _parse_date(value: str) -> date:
     raise ValueError(value)
 
 
+@lru_cache(maxsize=65536)
 def _fold_name(name: str) -> str:
     if name.isascii():
         return " ".join(name.lower().split())
@@ -457,8 +460,10 @@ def _write(job: ImportJob, stage_file, errors: list[RowError], user: User) -> tu
         )
         households = cursor.rowcount
         # Members arrive submitted by the importer; existing personal IDs are left untouched.
-        cursor.execute(
-            f"""
+        # A plain INSERT of the rows whose ID is new (anti-join) is much cheaper than
+        # ON CONFLICT's speculative insertion; if someone registers one of these IDs between
+        # the anti-join and the insert, the savepoint rolls back and ON CONFLICT takes over.
+        member_sql = f"""
             WITH ins AS (
                 INSERT INTO {m} (household_id, locality_id, full_name, name_ascii, date_of_birth, sex,
                     personal_id, si_code, ethnicity, relation, is_student, card_group, card_valid_until,
@@ -468,14 +473,19 @@ def _write(job: ImportJob, stage_file, errors: list[RowError], user: User) -> tu
                     %s, %s, false, %s, %s
                 FROM import_stage s
                 JOIN {h} hh ON hh.locality_id = s.locality_id AND hh.external_ref = s.household_ref
-                ON CONFLICT (personal_id) DO NOTHING
+                WHERE NOT EXISTS (SELECT 1 FROM {m} x WHERE x.personal_id = s.personal_id)
+                {{conflict}}
                 RETURNING id
             )
             INSERT INTO {t} (member_id, actor_id, at, from_status, to_status, reason)
             SELECT id, %s, %s, '', %s, %s FROM ins
-            """,
-            [MemberStatus.SUBMITTED, user.pk, now, now, user.pk, now, MemberStatus.SUBMITTED, f"import #{job.pk}"],
-        )
+            """
+        params = [MemberStatus.SUBMITTED, user.pk, now, now, user.pk, now, MemberStatus.SUBMITTED, f"import #{job.pk}"]
+        try:
+            with transaction.atomic():
+                cursor.execute(member_sql.format(conflict=""), params)
+        except IntegrityError:
+            cursor.execute(member_sql.format(conflict="ON CONFLICT (personal_id) DO NOTHING"), params)
         created = cursor.rowcount
         # Near-duplicates (same ascii name + date of birth + commune) are flagged, never merged.
         cursor.execute(
