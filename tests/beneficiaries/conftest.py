@@ -100,3 +100,13 @@ def member_input(
         province_code=province_code, date_of_birth=dob, sex=sex, serial=next(_serial)
     )
     return MemberInput(full_name=name, date_of_birth=dob, sex=sex, personal_id=pid, relation=relation, **extra)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_translations():
+    """The .mo files are build output (gitignored): compile them as `bootstrap` does."""
+    from django.core.management import call_command
+    from django.utils.translation import trans_real
+
+    call_command("compile_translations", verbosity=0)
+    trans_real._translations.clear()

@@ -98,3 +98,11 @@ def test_the_vietnamese_queue_page_renders(client, reviewer_ha_tinh, member):
     client.force_login(reviewer_ha_tinh)
     client.cookies["django_language"] = "vi"
     assert client.get(reverse("registry-queue")).status_code == 200
+
+
+def test_pages_speak_vietnamese_and_english(client, reviewer_ha_tinh, member):
+    client.force_login(reviewer_ha_tinh)
+    client.cookies["django_language"] = "vi"
+    assert "Danh sách chờ thẩm định" in client.get(reverse("registry-queue")).content.decode()
+    client.cookies["django_language"] = "en"
+    assert "Review queue" in client.get(reverse("registry-queue")).content.decode()
