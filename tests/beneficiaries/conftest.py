@@ -110,3 +110,13 @@ def compiled_translations():
 
     call_command("compile_translations", verbosity=0)
     trans_real._translations.clear()
+
+
+@pytest.fixture(autouse=True)
+def english():
+    """Service messages are asserted in English (the catalogue default is Vietnamese);
+    page tests pick their language per request."""
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield

@@ -171,3 +171,11 @@ def test_the_celery_task_runs_the_import_and_is_safe_to_run_twice(officer, thanh
     job.refresh_from_db()
     assert job.status == ImportStatus.DONE and job.rows_created == 3
     assert Member.objects.count() == 3
+
+
+def test_a_vietnamese_officer_reads_the_file_error_in_vietnamese(officer, thanh_sen):
+    from django.utils import translation
+
+    with translation.override("vi"):
+        job = run(officer, raw=b"")
+    assert job.error == "Tệp trống."
