@@ -4,6 +4,7 @@ from . import registry_views as views
 
 urlpatterns = [
     path("", views.review_queue, name="registry-queue"),
+    path("households/new/", views.household_new, name="registry-household-new"),
     path("households/<int:pk>/", views.household_detail, name="registry-household"),
     path("members/<int:pk>/", views.member_detail, name="registry-member"),
     path("members/<int:pk>/<str:action>/", views.member_action, name="registry-member-action"),

@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -100,6 +101,51 @@ def _price_lines(household):
     today = timezone.localdate()
     result = price_household(household=household, product=Product.HI_HOUSEHOLD, months=12, on_date=today)
     return result
+
+
+MEMBER_ROWS = 6
+
+
+@staff_required
+def household_new(request):
+    """The staff form: a household and up to six members, registered all or nothing (draft)."""
+    from donors.scopes import is_nationwide, scope_localities
+
+    from .forms import HouseholdForm, MemberForm
+    from .services.registry import MemberInput, household_create
+
+    localities = Locality.objects.filter(scheme="2025", level="commune")
+    if not is_nationwide(request.user):
+        provinces, communes = scope_localities(request.user)
+        localities = localities.filter(Q(pk__in=communes) | Q(province_id__in=provinces))
+    form = HouseholdForm(request.POST or None, localities=localities.order_by("name"))
+    member_forms = [MemberForm(request.POST or None, prefix=f"m{i}") for i in range(MEMBER_ROWS)]
+    if request.method == "POST" and form.is_valid() and all(f.is_valid() for f in member_forms):
+        data = dict(form.cleaned_data)
+        members = [
+            MemberInput(
+                full_name=f.cleaned_data["full_name"],
+                date_of_birth=f.cleaned_data["date_of_birth"],
+                sex=f.cleaned_data["sex"],
+                personal_id=f.cleaned_data["personal_id"],
+                relation=f.cleaned_data["relation"] or "other",
+                is_student=f.cleaned_data["is_student"],
+            )
+            for f in member_forms
+            if not f.is_blank()
+        ]
+        try:
+            household = household_create(user=request.user, members=members, **data)
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+            for key, errors in exc.extra.get("fields", {}).items():
+                if isinstance(errors, dict):
+                    for field, reason in errors.items():
+                        messages.error(request, f"{key} · {field}: {reason}")
+        else:
+            messages.success(request, _("Household registered."))
+            return redirect("registry-household", pk=household.pk)
+    return render(request, "beneficiaries/household_new.html", {"form": form, "member_forms": member_forms})
 
 
 @staff_required

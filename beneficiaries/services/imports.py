@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import queue
 import re
-import tempfile
+import threading
 import unicodedata
 from dataclasses import dataclass
 from datetime import date
@@ -27,7 +29,7 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from config.exceptions import ApplicationError
@@ -52,7 +54,8 @@ from ..models import (
 )
 from .registry import INTAKE_ROLES
 
-PROGRESS_EVERY = 20_000
+# Rows per batch handed from the parser to the writer (and per progress update).
+BATCH_ROWS = 50_000
 
 
 @lru_cache(maxsize=4096)
@@ -230,7 +233,6 @@ class _Validator:
         self.frozen = frozen
         self.nationwide = is_nationwide(user)
         self.provinces, self.scope_communes = scope_localities(user)
-        self.may_import = self.nationwide or (user.role in INTAKE_ROLES or user.is_superuser)
         self.seen: dict[str, int] = {}
 
     def row(self, n: int, raw: dict[str, str]) -> tuple[str | None, list[RowError]]:
@@ -430,21 +432,34 @@ def import_job_create(*, user: User, uploaded) -> ImportJob:
     return ImportJob.objects.create(created_by=user, file=uploaded, original_name=uploaded.name[:255])
 
 
-def _write(job: ImportJob, stage_file, errors: list[RowError], user: User) -> tuple[int, int]:
-    """Phase 2: one transaction, set-based. Returns (members created, households created)."""
-    m, h, t = Member._meta.db_table, Household._meta.db_table, MemberTransition._meta.db_table
-    cols = ", ".join(f"{c} {ty}" for c, ty in STAGE_COLUMNS)
-    with transaction.atomic(), connection.cursor() as cursor:
+class _Writer:
+    """Phase 2, batch by batch, inside the caller's transaction: COPY a batch of good rows
+    into a temporary table, insert its households and members set-based, remember its
+    near-duplicate keys; `finish` flags near-duplicates and stores the row errors."""
+
+    def __init__(self, *, job: ImportJob, user: User, cursor):
+        self.job, self.user, self.cursor = job, user, cursor
+        self.created = self.households = 0
+        self.now = timezone.now()
+        cols = ", ".join(f"{c} {ty}" for c, ty in STAGE_COLUMNS)
         # ON COMMIT DROP covers the normal case; the explicit DROPs cover an enclosing
         # transaction (tests, a caller's atomic block) where commit comes later.
         cursor.execute("DROP TABLE IF EXISTS import_stage")
+        cursor.execute("DROP TABLE IF EXISTS import_keys")
         cursor.execute(f"CREATE TEMP TABLE import_stage ({cols}) ON COMMIT DROP")
-        stage_file.seek(0)
+        cursor.execute(
+            "CREATE TEMP TABLE import_keys (name_ascii text, date_of_birth date, locality_id bigint) ON COMMIT DROP"
+        )
+
+    def batch(self, data: bytes) -> None:
+        cursor, job, user, now = self.cursor, self.job, self.user, self.now
+        m, h, t = Member._meta.db_table, Household._meta.db_table, MemberTransition._meta.db_table
+        cursor.execute("TRUNCATE import_stage")
         with cursor.cursor.copy(f"COPY import_stage ({', '.join(c for c, _ty in STAGE_COLUMNS)}) FROM STDIN") as cp:
-            while chunk := stage_file.read(1 << 20):
-                cp.write(chunk)
+            view = memoryview(data)
+            for start in range(0, len(view), 1 << 20):
+                cp.write(view[start : start + (1 << 20)])
         cursor.execute("ANALYZE import_stage")
-        now = timezone.now()
         cursor.execute(
             f"""
             INSERT INTO {h} (locality_id, external_ref, address, phone, poverty_class, certificate_number,
@@ -458,7 +473,7 @@ def _write(job: ImportJob, stage_file, errors: list[RowError], user: User) -> tu
             """,
             [user.pk, job.pk, now, now],
         )
-        households = cursor.rowcount
+        self.households += cursor.rowcount
         # Members arrive submitted by the importer; existing personal IDs are left untouched.
         # A plain INSERT of the rows whose ID is new (anti-join) is much cheaper than
         # ON CONFLICT's speculative insertion; if someone registers one of these IDs between
@@ -486,15 +501,23 @@ def _write(job: ImportJob, stage_file, errors: list[RowError], user: User) -> tu
                 cursor.execute(member_sql.format(conflict=""), params)
         except IntegrityError:
             cursor.execute(member_sql.format(conflict="ON CONFLICT (personal_id) DO NOTHING"), params)
-        created = cursor.rowcount
+        self.created += cursor.rowcount
+        cursor.execute(
+            "INSERT INTO import_keys SELECT DISTINCT name_ascii, date_of_birth, locality_id FROM import_stage"
+        )
+
+    def finish(self, errors: list[RowError]) -> None:
+        m = Member._meta.db_table
+        cursor = self.cursor
         # Near-duplicates (same ascii name + date of birth + commune) are flagged, never merged.
+        cursor.execute("ANALYZE import_keys")
         cursor.execute(
             f"""
             UPDATE {m} mm SET is_possible_duplicate = true
             FROM (
                 SELECT x.name_ascii, x.date_of_birth, x.locality_id
                 FROM {m} x
-                JOIN (SELECT DISTINCT name_ascii, date_of_birth, locality_id FROM import_stage) s
+                JOIN (SELECT DISTINCT name_ascii, date_of_birth, locality_id FROM import_keys) s
                   ON s.name_ascii = x.name_ascii AND s.date_of_birth = x.date_of_birth
                  AND s.locality_id = x.locality_id
                 GROUP BY 1, 2, 3 HAVING count(*) > 1
@@ -504,12 +527,15 @@ def _write(job: ImportJob, stage_file, errors: list[RowError], user: User) -> tu
             """
         )
         cursor.execute("DROP TABLE import_stage")
-        ImportRowError.objects.filter(job=job).delete()
+        cursor.execute("DROP TABLE import_keys")
+        ImportRowError.objects.filter(job=self.job).delete()
         ImportRowError.objects.bulk_create(
-            [ImportRowError(job=job, row_number=e.row_number, field=e.field, reason=e.reason[:300]) for e in errors],
+            [
+                ImportRowError(job=self.job, row_number=e.row_number, field=e.field, reason=e.reason[:300])
+                for e in errors
+            ],
             batch_size=5000,
         )
-    return created, households
 
 
 def import_job_run(*, job_id: int) -> ImportJob:
@@ -543,11 +569,63 @@ def import_job_run(*, job_id: int) -> ImportJob:
     return job
 
 
+class _Parser(threading.Thread):
+    """Phase 1 in a thread: parse and validate, hand over batches of COPY lines.
+
+    Python parsing and PostgreSQL's inserts then run on two cores at once. The thread
+    touches the database only to publish progress, on its own (autocommit) connection, so
+    progress is visible while the import's transaction is still open.
+    """
+
+    def __init__(self, *, job_id, rows, fields, validator, language):
+        super().__init__(daemon=True)
+        self.job_id, self.rows, self.fields, self.validator, self.language = job_id, rows, fields, validator, language
+        self.batches: queue.Queue = queue.Queue(maxsize=3)
+        self.errors: list[RowError] = []
+        self.done = self.good = 0
+        self.stop = threading.Event()
+
+    def run(self):
+        translation.activate(self.language)
+        try:
+            indexed = [(i, f) for i, f in enumerate(self.fields) if f]
+            validator, errors, lines = self.validator, self.errors, []
+            for n, values in enumerate(self.rows, start=2):
+                if self.stop.is_set():
+                    return
+                if not any(values):
+                    continue
+                raw = {f: values[i].strip() if i < len(values) else "" for i, f in indexed}
+                line, row_errors = validator.row(n, raw)
+                if line is None:
+                    errors.extend(row_errors)
+                else:
+                    lines.append(line)
+                self.done += 1
+                if self.done > settings.REGISTRY_IMPORT_MAX_ROWS:
+                    raise ImportFileError(_("The file has too many rows."), code="too_large")
+                if self.done % BATCH_ROWS == 0:
+                    self._hand_over(lines)
+                    lines = []
+                    ImportJob.objects.filter(pk=self.job_id).update(rows_done=self.done)
+            self._hand_over(lines)
+            self.batches.put(("done", None))
+        except (ImportFileError, UnicodeDecodeError, csv.Error) as exc:
+            self.batches.put(("error", exc))
+        except Exception as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
+            self.batches.put(("error", exc))
+        finally:
+            connection.close()
+
+    def _hand_over(self, lines):
+        if lines:
+            self.good += len(lines)
+            self.batches.put(("batch", "".join(lines).encode()))
+
+
 def _run(job: ImportJob) -> ImportJob:
     user = job.created_by
     path = job.file.path
-    import os
-
     if os.path.getsize(path) > settings.REGISTRY_IMPORT_MAX_BYTES:
         raise ImportFileError(_("The file is too large."), code="too_large")
     total, rows = _open_rows(path, job.original_name)
@@ -564,39 +642,36 @@ def _run(job: ImportJob) -> ImportJob:
         )
     ImportJob.objects.filter(pk=job.pk).update(rows_total=total)
     validator = _Validator(user=user, today=timezone.localdate())
-    errors: list[RowError] = []
-    indexed = [(i, f) for i, f in enumerate(fields) if f]
-    done = good = 0
-    with tempfile.TemporaryFile() as stage_file:
-        buffer = io.StringIO()
-        for n, values in enumerate(rows, start=2):
-            if not any(values):
-                continue
-            raw = {f: values[i].strip() if i < len(values) else "" for i, f in indexed}
-            line, row_errors = validator.row(n, raw)
-            if line is None:
-                errors.extend(row_errors)
-            else:
-                buffer.write(line)
-                good += 1
-            done += 1
-            if done % PROGRESS_EVERY == 0:
-                stage_file.write(buffer.getvalue().encode())
-                buffer = io.StringIO()
-                ImportJob.objects.filter(pk=job.pk).update(rows_done=done)
-            if done > settings.REGISTRY_IMPORT_MAX_ROWS:
-                raise ImportFileError(_("The file has too many rows."), code="too_large")
-        stage_file.write(buffer.getvalue().encode())
-        if done == 0:
-            raise ImportFileError(_("The file has a header but no rows."), code="empty")
-        created, _households = _write(job, stage_file, errors, user)
-    failed_rows = len({e.row_number for e in errors})
+    parser = _Parser(job_id=job.pk, rows=rows, fields=fields, validator=validator, language=translation.get_language())
+    parser.start()
+    try:
+        # One transaction for every write: a file-level error at any row leaves nothing behind.
+        with transaction.atomic(), connection.cursor() as cursor:
+            writer = _Writer(job=job, user=user, cursor=cursor)
+            while True:
+                kind, payload = parser.batches.get()
+                if kind == "error":
+                    raise payload
+                if kind == "done":
+                    break
+                writer.batch(payload)
+            if parser.done == 0:
+                raise ImportFileError(_("The file has a header but no rows."), code="empty")
+            writer.finish(parser.errors)
+    finally:
+        parser.stop.set()
+        while parser.is_alive():  # unblock a parser waiting on a full queue, then let it end
+            try:
+                parser.batches.get_nowait()
+            except queue.Empty:
+                parser.join(0.05)
+    failed_rows = len({e.row_number for e in parser.errors})
     ImportJob.objects.filter(pk=job.pk).update(
         status=ImportStatus.DONE,
-        rows_total=max(total, done),
-        rows_done=done,
-        rows_created=created,
-        rows_unchanged=good - created,
+        rows_total=max(total, parser.done),
+        rows_done=parser.done,
+        rows_created=writer.created,
+        rows_unchanged=parser.good - writer.created,
         rows_failed=failed_rows,
         finished_at=timezone.now(),
     )

@@ -64,12 +64,14 @@ def _require_reason(reason: str) -> str:
 
 def member_submit(*, user: User, member: Member) -> Member:
     """draft → submitted, returned → resubmitted. Records the submitter."""
-    to = S.RESUBMITTED if member.status == S.RETURNED else S.SUBMITTED
+    # Each target has exactly one source, so a stale `member.status` yields a ConflictError
+    # under the row lock rather than a wrong transition.
+    returned = member.status == S.RETURNED
     return _transition(
         user=user,
         member=member,
-        from_statuses=[S.DRAFT, S.RETURNED],
-        to_status=to,
+        from_statuses=[S.RETURNED] if returned else [S.DRAFT],
+        to_status=S.RESUBMITTED if returned else S.SUBMITTED,
         roles=INTAKE_ROLES,
         set_submitter=True,
     )

@@ -5,7 +5,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
-from beneficiaries.models import ImportJob, MemberStatus, PersonalDataView, PovertyClass
+from beneficiaries.models import ImportJob, Member, MemberStatus, PersonalDataView, PovertyClass
 from beneficiaries.services.registry import household_create
 from beneficiaries.services.review import member_submit
 from donors.models import Role, User
@@ -106,3 +106,39 @@ def test_pages_speak_vietnamese_and_english(client, reviewer_ha_tinh, member):
     assert "Danh sách chờ thẩm định" in client.get(reverse("registry-queue")).content.decode()
     client.cookies["django_language"] = "en"
     assert "Review queue" in client.get(reverse("registry-queue")).content.decode()
+
+
+def test_officer_registers_a_household_with_the_staff_form(client, officer, thanh_sen):
+    client.force_login(officer)
+    assert client.get(reverse("registry-household-new")).status_code == 200
+    pid = member_input("Mai Văn Tâm", date(1970, 2, 2)).personal_id
+    data = {
+        "locality": thanh_sen.pk,
+        "external_ref": "FORM-1",
+        "poverty_class": "near_poor",
+        "m0-full_name": "Mai Văn Tâm",
+        "m0-date_of_birth": "02/02/1970",
+        "m0-sex": "male",
+        "m0-personal_id": pid,
+        "m0-relation": "head",
+    }
+    response = client.post(reverse("registry-household-new"), data)
+    assert response.status_code == 302
+    assert Member.objects.get(personal_id=pid).household.external_ref == "FORM-1"
+
+
+def test_staff_form_shows_the_id_mismatch_and_saves_nothing(client, officer, thanh_sen):
+    client.force_login(officer)
+    data = {
+        "locality": thanh_sen.pk,
+        "external_ref": "FORM-2",
+        "poverty_class": "none",
+        "m0-full_name": "Mai Thị Lan",
+        "m0-date_of_birth": "02/02/1970",
+        "m0-sex": "female",
+        "m0-personal_id": "042070123456",  # digit 0 = a man
+        "m0-relation": "head",
+    }
+    response = client.post(reverse("registry-household-new"), data, HTTP_ACCEPT_LANGUAGE="en")
+    assert response.status_code == 200 and not Member.objects.exists()
+    assert "sex" in response.content.decode()
