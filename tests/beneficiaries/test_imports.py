@@ -179,3 +179,13 @@ def test_a_vietnamese_officer_reads_the_file_error_in_vietnamese(officer, thanh_
     with translation.override("vi"):
         job = run(officer, raw=b"")
     assert job.error == "Tệp trống."
+
+
+def test_a_list_split_into_many_batches_imports_like_one(officer, thanh_sen, monkeypatch):
+    from beneficiaries.services import imports
+
+    monkeypatch.setattr(imports, "BATCH_ROWS", 2)  # the household HT1 spans two batches
+    rows = good_rows()
+    job = run(officer, "\n".join([HEADER, *rows, rows[1]]))
+    assert (job.rows_done, job.rows_created, job.rows_failed) == (4, 3, 1)
+    assert Household.objects.get().members.count() == 3
