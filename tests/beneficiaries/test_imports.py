@@ -189,3 +189,11 @@ def test_a_list_split_into_many_batches_imports_like_one(officer, thanh_sen, mon
     job = run(officer, "\n".join([HEADER, *rows, rows[1]]))
     assert (job.rows_done, job.rows_created, job.rows_failed) == (4, 3, 1)
     assert Household.objects.get().members.count() == 3
+
+
+def test_error_file_does_not_let_a_spreadsheet_run_an_uploaded_formula(officer, thanh_sen):
+    d = date(1990, 2, 2)
+    job = run(
+        officer, f"full_name,date_of_birth,sex,personal_id,commune_code\nA,02/02/1990,Nam,{pid(d, 'male', 9)},=1+2\n"
+    )
+    assert ": '=1+2" in import_errors_csv(job=job)
