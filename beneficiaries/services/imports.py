@@ -28,7 +28,7 @@ from datetime import date
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -565,6 +565,19 @@ def import_job_run(*, job_id: int) -> ImportJob:
             error=_("The CSV file is malformed: %(e)s") % {"e": exc},
             finished_at=timezone.now(),
         )
+    except OperationalError:
+        # Transient (connection lost, lock timeout): the transaction rolled back, so hand the
+        # job back to `pending` for the task's retry to claim it again.
+        connection.close()
+        ImportJob.objects.filter(pk=job.pk, status=ImportStatus.RUNNING).update(status=ImportStatus.PENDING)
+        raise
+    except Exception:
+        ImportJob.objects.filter(pk=job.pk).update(
+            status=ImportStatus.FAILED,
+            error=_("The import stopped on an unexpected error; nothing was written."),
+            finished_at=timezone.now(),
+        )
+        raise
     job.refresh_from_db()
     return job
 

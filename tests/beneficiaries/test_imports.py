@@ -197,3 +197,23 @@ def test_error_file_does_not_let_a_spreadsheet_run_an_uploaded_formula(officer, 
         officer, f"full_name,date_of_birth,sex,personal_id,commune_code\nA,02/02/1990,Nam,{pid(d, 'male', 9)},=1+2\n"
     )
     assert ": '=1+2" in import_errors_csv(job=job)
+
+
+def test_a_transient_database_error_hands_the_job_back_for_a_retry(officer, thanh_sen, monkeypatch):
+    from django.db import OperationalError
+
+    from beneficiaries.services import imports
+
+    job = upload(officer, "\n".join([HEADER, *good_rows()]))
+
+    def lost(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(imports._Writer, "batch", lost)
+    monkeypatch.setattr(imports.connection, "close", lambda: None)  # keep the test's connection
+    with pytest.raises(OperationalError):
+        import_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == ImportStatus.PENDING and not Member.objects.exists()
+    monkeypatch.undo()
+    assert import_job_run(job_id=job.pk).rows_created == 3
