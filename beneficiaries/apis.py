@@ -1,4 +1,4 @@
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import AllowAny
@@ -12,6 +12,7 @@ class LocalitySearchApi(ListAPIView):
 
     permission_classes = [AllowAny]
 
+    @extend_schema_serializer(component_name="LocalitySearchOutput")
     class OutputSerializer(serializers.ModelSerializer):
         province_code = serializers.IntegerField(source="province.code", allow_null=True)
         province_name = serializers.CharField(source="province.name", allow_null=True)

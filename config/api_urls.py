@@ -5,4 +5,5 @@ from django.urls import include, path
 urlpatterns = [
     path("accounts/", include("donors.api_urls")),
     path("localities/", include("beneficiaries.api_urls")),
+    path("registry/", include("beneficiaries.registry_api_urls")),
 ]

@@ -15,6 +15,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/", include("donors.urls")),
     path("localities/", include("beneficiaries.urls")),
+    path("registry/", include("beneficiaries.registry_urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/", include("config.api_urls")),

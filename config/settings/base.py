@@ -195,3 +195,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Registry (beneficiaries) -----------------------------------------------------------------
+# Import files: larger ones are refused with a clear message before anything is written.
+REGISTRY_IMPORT_MAX_BYTES = env.int("CHUNGTAY_IMPORT_MAX_BYTES", default=300 * 2**20)
+REGISTRY_IMPORT_MAX_ROWS = env.int("CHUNGTAY_IMPORT_MAX_ROWS", default=2_000_000)

@@ -3,4 +3,5 @@ and `run(options, out) -> dict`; the harness prints the table and the JSON line.
 
 REGISTRY = {
     "limits": "sponsorship.benchmarks.limits",
+    "import": "sponsorship.benchmarks.imports",
 }
