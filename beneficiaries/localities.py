@@ -83,7 +83,13 @@ def localities_load() -> dict[tuple[str, str], int]:
     district_province = {d.code.value: old_prov[d.province_code.value] for d in districts}
     old_wards = _upsert(
         [
-            row(w, Scheme.LEGACY, Level.COMMUNE, old_dist[w.district_code.value], district_province[w.district_code.value])
+            row(
+                w,
+                Scheme.LEGACY,
+                Level.COMMUNE,
+                old_dist[w.district_code.value],
+                district_province[w.district_code.value],
+            )
             for w in lg.Ward.iter_all()
         ]
     )

@@ -36,9 +36,7 @@ def api_exception_handler(exc, context):
     if isinstance(exc, ApplicationError):
         from rest_framework.response import Response
 
-        return Response(
-            {"message": exc.message, "code": exc.code, "extra": exc.extra}, status=exc.status_code
-        )
+        return Response({"message": exc.message, "code": exc.code, "extra": exc.extra}, status=exc.status_code)
     response = exception_handler(exc, context)
     if response is None:
         return None

@@ -1,7 +1,6 @@
 """What the configured engines can do at best on this machine, measured in the same run
 as any other benchmark so that its figures can be printed as ratios to these."""
 
-import io
 import time
 
 from django.core.cache import cache

@@ -1,0 +1,31 @@
+"""POST /stripe/webhook/: verify, store raw, answer 200, process later in Celery."""
+
+from django.http import HttpResponse, HttpResponseBadRequest
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from .services import stripe_events
+
+
+@csrf_exempt
+@require_POST
+def stripe_webhook(request):
+    sig = request.headers.get("Stripe-Signature")
+    if not sig:
+        # Before touching the database: unsigned requests cost us nothing.
+        return HttpResponseBadRequest("missing Stripe-Signature")
+    try:
+        event = stripe_events.verify(request.body, sig)
+    except Exception:  # noqa: BLE001 — bad JSON or bad signature: the sender's problem
+        return HttpResponseBadRequest("invalid signature or payload")
+    row_id, created = stripe_events.store_event(event)
+    if created:
+        from . import tasks
+
+        try:
+            tasks.process_stripe_event.delay(row_id)
+        except Exception:  # noqa: BLE001 — the event is stored; the beat drain applies it
+            import logging
+
+            logging.getLogger("sponsorship.webhooks").exception("could not enqueue stripe event %s", row_id)
+    return HttpResponse("ok")
