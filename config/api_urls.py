@@ -6,3 +6,5 @@ urlpatterns = [
     path("accounts/", include("donors.api_urls")),
     path("localities/", include("beneficiaries.api_urls")),
 ]
+
+urlpatterns += [path("", include("sponsorship.api_urls"))]

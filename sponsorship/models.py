@@ -111,6 +111,9 @@ class DonationHistory(models.Model):
     class Meta:
         ordering = ["at", "id"]
 
+    def __str__(self) -> str:
+        return f"{self.donation_id}: {self.from_status} → {self.to_status}"
+
 
 class RefundStatus(models.TextChoices):
     PENDING = "pending", _("Pending")
@@ -135,6 +138,9 @@ class Refund(models.Model):
             models.CheckConstraint(condition=Q(status__in=RefundStatus.values), name="refund_status_valid"),
         ]
 
+    def __str__(self) -> str:
+        return f"refund {self.amount_vnd} VND ({self.status})"
+
 
 class Dispute(models.Model):
     donation = models.ForeignKey(Donation, on_delete=models.PROTECT, related_name="disputes")
@@ -143,6 +149,9 @@ class Dispute(models.Model):
     status = models.CharField(max_length=32)
     is_funds_withdrawn = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.stripe_dispute_id
 
 
 class StripeEventStatus(models.TextChoices):
@@ -170,6 +179,9 @@ class StripeEvent(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(status__in=StripeEventStatus.values), name="stripeevent_status")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.stripe_event_id}"
 
 
 # --- Ledger -----------------------------------------------------------------------------------
@@ -201,6 +213,9 @@ class LedgerTransaction(models.Model):
     class Meta:
         ordering = ["id"]
 
+    def __str__(self) -> str:
+        return self.key
+
 
 class LedgerEntry(models.Model):
     """Signed: debit positive, credit negative. A transaction's entries sum to zero (checked
@@ -218,6 +233,9 @@ class LedgerEntry(models.Model):
             models.CheckConstraint(condition=Q(account__in=Account.values), name="ledgerentry_account_valid"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.account}[{self.fund}] {self.amount}"
+
 
 class LedgerAlarm(models.Model):
     check_name = models.CharField(max_length=64)
@@ -227,6 +245,9 @@ class LedgerAlarm(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.check_name}: {self.message}"
 
 
 # --- Bank transfers ---------------------------------------------------------------------------
@@ -238,6 +259,9 @@ class BankStatement(models.Model):
     uploaded_at = models.DateTimeField(auto_now_add=True)
     lines_total = models.PositiveIntegerField(default=0)
     lines_new = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.file_name
 
 
 class LineStatus(models.TextChoices):
@@ -276,6 +300,9 @@ class BankStatementLine(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.booked_on} {self.amount_vnd} {self.description[:40]}"
+
 
 # --- Reconciliation ---------------------------------------------------------------------------
 
@@ -285,6 +312,9 @@ class ReconcileCursor(models.Model):
     created_gte = models.BigIntegerField(default=0)  # unix time of the newest event seen
     starting_after = models.CharField(max_length=80, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Discrepancy(models.Model):
@@ -301,9 +331,15 @@ class Discrepancy(models.Model):
             models.UniqueConstraint(fields=["kind", "stripe_object_id"], name="discrepancy_kind_object_unique")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.kind} {self.stripe_object_id}"
+
 
 class Receipt(models.Model):
     donation = models.OneToOneField(Donation, on_delete=models.PROTECT, related_name="receipt")
     number = models.CharField(max_length=32, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     emailed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.number
