@@ -41,7 +41,7 @@ def drain_stripe_inbox(self) -> None:
     from .services import stripe_events
 
     try:
-        stripe_events.drain_inbox()
+        stripe_events.drain_inbox(include_failed=True)
     except _transient() as exc:
         raise self.retry(exc=exc, countdown=30) from exc
 

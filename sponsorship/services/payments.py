@@ -348,12 +348,10 @@ def apply_dispute(dispute: dict, *, event_type: str, source: str = "webhook") ->
     if donation is None and dispute.get("charge"):
         donation = Donation.objects.filter(stripe_charge_id=dispute["charge"]).first()
     if donation is None:
-        Discrepancy.objects.get_or_create(
-            kind="dispute_without_record",
-            stripe_object_id=dispute["id"],
-            defaults={"details": {"amount": dispute.get("amount")}},
-        )
-        return None
+        # Disputes carry no metadata: until the payment itself is applied we cannot place
+        # the money. Fail the event (kept with its error); the inbox drain and
+        # replay_stripe_events apply it once the payment is known.
+        raise ApplicationError(f"dispute {dispute['id']}: payment not known yet", code="unknown_charge")
     amount = int(dispute["amount"])
     status = dispute.get("status", "")
     reinstated = event_type.endswith("funds_reinstated") or status == "won"
