@@ -5,7 +5,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.password_validation import validate_password
-from django.contrib.auth.tokens import default_token_generator
+from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.shortcuts import redirect, render
@@ -18,6 +18,21 @@ from django.utils.translation import gettext_lazy
 
 from .models import DonorKind, DonorProfile, Role, User
 from .taxcode import normalize_tax_code
+
+
+class EmailVerificationTokenGenerator(PasswordResetTokenGenerator):
+    """Unlike the password-reset token, it survives logging in (sign-up logs the donor in)
+    and dies once the address is verified or changed."""
+
+    key_salt = "donors.EmailVerificationTokenGenerator"
+
+    def _make_hash_value(self, user, timestamp):
+        profile = DonorProfile.objects.filter(user=user).first()
+        verified = profile.email_verified_at if profile else None
+        return f"{user.pk}{user.email}{verified}{timestamp}"
+
+
+email_verification_token = EmailVerificationTokenGenerator()
 
 
 class ProfileForm(forms.ModelForm):
@@ -59,7 +74,7 @@ class SignupForm(ProfileForm):
 
 def send_verification(request, user: User) -> None:
     uid = urlsafe_base64_encode(force_bytes(user.pk))
-    token = default_token_generator.make_token(user)
+    token = email_verification_token.make_token(user)
     url = request.build_absolute_uri(reverse("donor-verify-email", args=[uid, token]))
     send_mail(
         _("Confirm your email for chungtay"),
@@ -92,7 +107,7 @@ def verify_email(request, uidb64, token):
         user = User.objects.get(pk=int(force_str(urlsafe_base64_decode(uidb64))))
     except (ValueError, User.DoesNotExist):
         user = None
-    if user is None or not default_token_generator.check_token(user, token):
+    if user is None or not email_verification_token.check_token(user, token):
         messages.error(request, _("This confirmation link is invalid or has expired."))
         return redirect("home")
     profile, _created = DonorProfile.objects.get_or_create(user=user)
