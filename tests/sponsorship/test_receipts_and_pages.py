@@ -83,3 +83,12 @@ def test_finance_sees_the_ledger_and_a_donor_does_not(client, donor_an, finance_
     body = client.get("/finance/").content.decode()
     assert "bank_clearing" in body
     assert 'id="ledger-ok"' in body
+
+
+def test_the_donate_page_speaks_vietnamese_by_default(client, donor_an):
+    from django.core.management import call_command
+
+    call_command("compile_translations")
+    client.force_login(donor_an)
+    body = client.get("/donate/", HTTP_ACCEPT_LANGUAGE="vi").content.decode()
+    assert "Ủng hộ bảo hiểm y tế" in body
