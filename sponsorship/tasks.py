@@ -85,3 +85,15 @@ def send_receipt(self, donation_id: int) -> None:
         receipts.issue_and_send(donation_id)
     except TRANSIENT as exc:
         raise self.retry(exc=exc, countdown=60) from exc
+
+
+@shared_task(bind=True, ignore_result=True, max_retries=5)
+def send_receipts(self, donation_ids: list[int]) -> None:
+    """Issue and email the receipts of a batch of newly paid gifts (one message per batch)."""
+    from .services import receipts
+
+    try:
+        for donation_id in donation_ids:
+            receipts.issue_and_send(donation_id)
+    except TRANSIENT as exc:
+        raise self.retry(exc=exc, countdown=60) from exc

@@ -55,17 +55,25 @@ def transition(donation: Donation, to: str, note: str = "") -> bool:
     return True
 
 
-def recompute_money(donation: Donation, note: str = "") -> None:
-    """Recompute received/refunded/status of a *locked* donation from its facts (ledger
-    transactions), never by increments, so replays and reordering cannot skew them."""
+def money_totals(donation_ids) -> dict[int, dict[str, int]]:
+    """Per donation: donor_funds sums by transaction kind (one grouped query)."""
     from ..models import Account, LedgerEntry
 
-    rows = dict(
-        LedgerEntry.objects.filter(transaction__donation=donation, account=Account.DONOR_FUNDS)
-        .values_list("transaction__kind")
+    out: dict[int, dict[str, int]] = {}
+    rows = (
+        LedgerEntry.objects.filter(transaction__donation_id__in=list(donation_ids), account=Account.DONOR_FUNDS)
+        .values_list("transaction__donation_id", "transaction__kind")
         .annotate(s=Sum("amount"))
-        .values_list("transaction__kind", "s")
+        .values_list("transaction__donation_id", "transaction__kind", "s")
     )
+    for donation_id, kind, total in rows:
+        out.setdefault(donation_id, {})[kind] = total
+    return out
+
+
+def apply_totals(donation: Donation, rows: dict[str, int], note: str = "", *, history: list | None = None) -> None:
+    """Set received/refunded/status of a *locked* donation from its ledger sums (no save).
+    With `history`, history rows are appended there for a bulk insert."""
     received = -(rows.get("card_paid", 0) + rows.get("bank_paid", 0))
     refunded = rows.get("refund", 0)
     disputed = rows.get("dispute", 0) + rows.get("dispute_reinstated", 0)
@@ -83,7 +91,21 @@ def recompute_money(donation: Donation, note: str = "") -> None:
         target = S.PARTIALLY_PAID
     else:
         target = S.SUCCEEDED
-    transition(donation, target, note)
+    if history is None:
+        transition(donation, target, note)
+    elif donation.status != target:
+        if target not in ALLOWED.get(donation.status, set()):
+            raise ConflictError(f"A donation that is {donation.status} cannot become {target}.")
+        history.append(
+            DonationHistory(donation=donation, from_status=donation.status, to_status=target, note=note[:300])
+        )
+        donation.status = target
+
+
+def recompute_money(donation: Donation, note: str = "") -> None:
+    """Recompute received/refunded/status of a *locked* donation from its facts (ledger
+    transactions), never by increments, so replays and reordering cannot skew them."""
+    apply_totals(donation, money_totals([donation.pk]).get(donation.pk, {}), note)
     donation.save()
 
 

@@ -43,6 +43,7 @@ def test_sign_up_with_a_bad_tax_code_is_refused_with_a_message(client):
             "company_name": "X Co",
             "tax_code": "0100109107",
         },
+        HTTP_ACCEPT_LANGUAGE="en",
     )
     assert response.status_code == 200
     assert "business tax code" in response.content.decode()

@@ -140,3 +140,12 @@ def business_donor(db):
 @pytest.fixture
 def finance_giang(db):
     return User.objects.create_user("giang@chungtay.vn", "pw-giang-123456", full_name="Vũ Thị Giang", role=Role.FINANCE)
+
+
+@pytest.fixture(autouse=True)
+def english_messages():
+    """Services speak the active language; tests read the English source strings."""
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield
