@@ -3,4 +3,6 @@ and `run(options, out) -> dict`; the harness prints the table and the JSON line.
 
 REGISTRY = {
     "limits": "sponsorship.benchmarks.limits",
+    "statement": "sponsorship.benchmarks.statement",
+    "reconcile": "sponsorship.benchmarks.reconcile",
 }
