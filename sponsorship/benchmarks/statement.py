@@ -37,7 +37,8 @@ def _cleanup():
         cur.execute("DELETE FROM sponsorship_bankstatement WHERE uploaded_by_id = %s", [user.pk])
         cur.execute(
             "DELETE FROM sponsorship_ledgerentry WHERE transaction_id IN (SELECT t.id FROM "
-            "sponsorship_ledgertransaction t JOIN sponsorship_donation d ON d.id = t.donation_id WHERE d.donor_id = %s)",
+            "sponsorship_ledgertransaction t JOIN sponsorship_donation d ON d.id = t.donation_id "
+            "WHERE d.donor_id = %s)",
             [user.pk],
         )
         cur.execute(

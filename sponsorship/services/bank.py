@@ -260,94 +260,119 @@ def match_lines(*, statement_id: int | None = None, batch: int = 5000) -> dict:
             counts["unmatched"] += unmatched
 
 
+# The whole batch in three SQL statements. The status rules mirror donations.apply_totals
+# (keep them in step); the money columns are recomputed from the ledger, not incremented.
+_POST_SQL = """
+WITH pairs AS (
+    SELECT * FROM unnest(%(lines)s::bigint[], %(donations)s::bigint[]) AS p(line_id, donation_id)
+), tx AS (
+    INSERT INTO sponsorship_ledgertransaction (key, kind, memo, donation_id, created_at)
+    SELECT 'bank_paid:line:' || p.line_id, 'bank_paid', 'bank transfer ' || d.reference, p.donation_id, now()
+    FROM pairs p JOIN sponsorship_donation d ON d.id = p.donation_id
+    RETURNING id, key
+)
+INSERT INTO sponsorship_ledgerentry (transaction_id, account, fund, amount)
+SELECT tx.id, x.account, x.fund, x.amount
+FROM pairs p
+JOIN tx ON tx.key = 'bank_paid:line:' || p.line_id
+JOIN sponsorship_bankstatementline l ON l.id = p.line_id
+JOIN sponsorship_donation d ON d.id = p.donation_id
+CROSS JOIN LATERAL (VALUES ('bank_clearing', '', l.amount_vnd), ('donor_funds', d.fund_key, -l.amount_vnd))
+    AS x(account, fund, amount)
+"""
+
+_RECOMPUTE_SQL = """
+WITH touched AS (
+    SELECT id, status, paid_at FROM sponsorship_donation WHERE id = ANY(%(ids)s::bigint[]) FOR UPDATE
+), sums AS (
+    SELECT t.donation_id AS id,
+        -COALESCE(SUM(e.amount) FILTER (WHERE t.kind IN ('card_paid', 'bank_paid')), 0) AS received,
+        COALESCE(SUM(e.amount) FILTER (WHERE t.kind = 'refund'), 0) AS refunded,
+        COALESCE(SUM(e.amount) FILTER (WHERE t.kind IN ('dispute', 'dispute_reinstated')), 0) AS disputed
+    FROM sponsorship_ledgertransaction t JOIN sponsorship_ledgerentry e ON e.transaction_id = t.id
+    WHERE t.donation_id = ANY(%(ids)s::bigint[]) AND e.account = 'donor_funds'
+    GROUP BY t.donation_id
+), upd AS (
+    UPDATE sponsorship_donation d SET
+        amount_received_vnd = s.received,
+        amount_refunded_vnd = LEAST(s.refunded, s.received),
+        paid_at = COALESCE(d.paid_at, now()),
+        status = CASE
+            WHEN s.received <= 0 THEN d.status
+            WHEN s.disputed > 0 THEN 'disputed'
+            WHEN s.refunded >= s.received THEN 'refunded'
+            WHEN s.refunded > 0 THEN 'partially_refunded'
+            WHEN s.received < d.amount_vnd THEN 'partially_paid'
+            ELSE 'succeeded' END
+    FROM sums s WHERE d.id = s.id
+    RETURNING d.id, d.status
+), hist AS (
+    INSERT INTO sponsorship_donationhistory (donation_id, from_status, to_status, note, at)
+    SELECT upd.id, touched.status, upd.status, 'bank statement', now()
+    FROM upd JOIN touched ON touched.id = upd.id WHERE touched.status <> upd.status
+)
+SELECT touched.id FROM touched WHERE touched.paid_at IS NULL
+"""
+
+_LINES_SQL = """
+UPDATE sponsorship_bankstatementline l SET
+    status = 'matched', donation_id = p.donation_id, matched_at = now(),
+    match_note = left(%(by_ref)s || ' · ' || CASE
+        WHEN d.amount_received_vnd < d.amount_vnd THEN format(%(partial)s, d.amount_received_vnd, d.amount_vnd)
+        WHEN d.amount_received_vnd > d.amount_vnd THEN format(%(over)s, d.amount_received_vnd - d.amount_vnd)
+        ELSE %(full)s END, 200)
+FROM unnest(%(lines)s::bigint[], %(donations)s::bigint[]) AS p(line_id, donation_id)
+JOIN sponsorship_donation d ON d.id = p.donation_id
+WHERE l.id = p.line_id
+"""
+
+
+def _pg_format(template: str, names: list[str]) -> str:
+    """'%(r)s of %(p)s' → '%1$s of %2$s' for PostgreSQL format()."""
+    for i, name in enumerate(names, start=1):
+        template = template.replace(f"%({name})s", f"%{i}$s")
+    return template
+
+
 def _match_batch(lines: list[BankStatementLine]) -> tuple[int, int]:
-    from ..models import DonationHistory, LedgerEntry, LedgerTransaction
-    from .donations import apply_totals, money_totals
+    from django.db import connection
 
     cands = {line.id: candidate_references(line.description) for line in lines}
     refs = {r for rs in cands.values() for r in rs}
-    pledges = {
-        d.reference: d
-        for d in Donation.objects.select_for_update().filter(reference__in=refs, method=Method.BANK).order_by("id")
-    }
+    pledges = dict(
+        Donation.objects.select_for_update()
+        .filter(reference__in=refs, method=Method.BANK)
+        .order_by("id")
+        .values_list("reference", "id")
+    )
     pairs = []
     for line in lines:
-        donation = next((pledges[r] for r in cands[line.id] if r in pledges), None)
-        if donation is not None:
-            pairs.append((line, donation))
+        donation_id = next((pledges[r] for r in cands[line.id] if r in pledges), None)
+        if donation_id is not None:
+            pairs.append((line.id, donation_id))
     if not pairs:
         return 0, len(lines)
-    txs = LedgerTransaction.objects.bulk_create(
-        [
-            LedgerTransaction(
-                key=f"bank_paid:line:{line.id}", kind="bank_paid", donation=d, memo=f"bank transfer {d.reference}"
-            )
-            for line, d in pairs
-        ],
-        batch_size=5000,
-    )
-    entries = []
-    for tx, (line, d) in zip(txs, pairs, strict=True):
-        entries.append(LedgerEntry(transaction=tx, account=Account.BANK_CLEARING, amount=line.amount_vnd))
-        entries.append(
-            LedgerEntry(transaction=tx, account=Account.DONOR_FUNDS, fund=d.fund_key, amount=-line.amount_vnd)
+    params = {"lines": [p[0] for p in pairs], "donations": [p[1] for p in pairs]}
+    touched = sorted({p[1] for p in pairs})
+    with connection.cursor() as cur:
+        cur.execute(_POST_SQL, params)
+        cur.execute(_RECOMPUTE_SQL, {"ids": touched})
+        newly_paid = [row[0] for row in cur.fetchall()]
+        cur.execute(
+            _LINES_SQL,
+            {
+                **params,
+                "by_ref": str(_("matched by reference")),
+                "partial": _pg_format(_("partial payment: %(r)s of %(p)s VND received"), ["r", "p"]),
+                "over": _pg_format(_("over-payment: %(x)s VND more than pledged"), ["x"]),
+                "full": str(_("paid in full")),
+            },
         )
-    LedgerEntry.objects.bulk_create(entries, batch_size=5000)
-    touched = {d.pk: d for _line, d in pairs}
-    totals = money_totals(touched.keys())
-    now = timezone.now()
-    history: list = []
-    newly_paid = []
-    for d in touched.values():
-        if d.paid_at is None:
-            d.paid_at = now
-            newly_paid.append(d.pk)
-        apply_totals(d, totals.get(d.pk, {}), "bank statement", history=history)
-    DonationHistory.objects.bulk_create(history, batch_size=5000)
-    _bulk_update(
-        "sponsorship_donation",
-        ["amount_received_vnd", "amount_refunded_vnd", "status", "paid_at"],
-        [(d.pk, d.amount_received_vnd, d.amount_refunded_vnd, d.status, d.paid_at) for d in touched.values()],
-        ["bigint", "bigint", "varchar", "timestamptz"],
-    )
-    by_ref = _("matched by reference")
-    notes = {}
-    for d in touched.values():
-        received, pledged = d.amount_received_vnd, d.amount_vnd
-        if received < pledged:
-            notes[d.pk] = _("partial payment: %(r)s of %(p)s VND received") % {"r": received, "p": pledged}
-        elif received > pledged:
-            notes[d.pk] = _("over-payment: %(x)s VND more than pledged") % {"x": received - pledged}
-        else:
-            notes[d.pk] = _("paid in full")
-    _bulk_update(
-        "sponsorship_bankstatementline",
-        ["status", "donation_id", "match_note", "matched_at"],
-        [(line.id, LineStatus.MATCHED, d.pk, f"{by_ref} · {notes[d.pk]}"[:200], now) for line, d in pairs],
-        ["varchar", "bigint", "varchar", "timestamptz"],
-    )
     if newly_paid:
         from .. import tasks
 
         tasks.send_receipts.delay_on_commit(newly_paid)
     return len(pairs), len(lines) - len(pairs)
-
-
-def _bulk_update(table: str, columns: list[str], rows: list[tuple], types: list[str]) -> None:
-    """UPDATE … FROM unnest(arrays): one statement for thousands of rows."""
-    from django.db import connection
-
-    if not rows:
-        return
-    arrays = list(zip(*rows, strict=True))
-    sets = ", ".join(f"{c} = v.{c}" for c in columns)
-    unnest = ", ".join(["%s::bigint[]"] + [f"%s::{t}[]" for t in types])
-    names = ", ".join(["id", *columns])
-    with connection.cursor() as cur:
-        cur.execute(
-            f"UPDATE {table} AS t SET {sets} FROM unnest({unnest}) AS v({names}) WHERE t.id = v.id",
-            [list(a) for a in arrays],
-        )
 
 
 def match_line_manually(*, line: BankStatementLine, reference: str, by) -> BankStatementLine:
