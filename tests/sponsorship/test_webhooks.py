@@ -234,3 +234,34 @@ def test_a_failing_event_keeps_its_error_and_is_replayed_by_the_command(client, 
     assert row.status == "processed"
     assert row.error == ""
     assert ledger.natural_balance(Account.DONOR_FUNDS) == 1_000_000
+
+
+def test_the_celery_task_applies_a_stored_event_and_is_safe_to_run_twice(client, donor_an):
+    from sponsorship import tasks
+
+    donation = gift(donor_an)
+    post(client, pi_event(donation, evt_id="evt_task"))
+    row = StripeEvent.objects.get(stripe_event_id="evt_task")
+    tasks.process_stripe_event.apply(args=[row.pk])
+    tasks.process_stripe_event.apply(args=[row.pk])
+    row.refresh_from_db()
+    assert row.status == "processed"
+    assert row.attempts == 1
+    assert ledger.natural_balance(Account.DONOR_FUNDS) == 1_000_000
+
+
+def test_the_beat_drain_retries_failed_events_once_their_payment_is_known(client, donor_an):
+    from sponsorship import tasks
+
+    donation = gift(donor_an)
+    post(
+        client,
+        dispute_event(donation, evt_id="evt_early_dispute", etype="charge.dispute.created", status="needs_response"),
+    )
+    stripe_events.drain_inbox()
+    assert StripeEvent.objects.get(stripe_event_id="evt_early_dispute").status == "failed"
+    post(client, pi_event(donation, evt_id="evt_late_payment"))
+    tasks.drain_stripe_inbox.apply()
+    assert StripeEvent.objects.get(stripe_event_id="evt_early_dispute").status == "processed"
+    donation.refresh_from_db()
+    assert donation.status == DonationStatus.DISPUTED
