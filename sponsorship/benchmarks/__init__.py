@@ -5,4 +5,5 @@ REGISTRY = {
     "limits": "sponsorship.benchmarks.limits",
     "statement": "sponsorship.benchmarks.statement",
     "reconcile": "sponsorship.benchmarks.reconcile",
+    "webhooks": "sponsorship.benchmarks.webhooks",
 }
