@@ -281,39 +281,6 @@ CROSS JOIN LATERAL (VALUES ('bank_clearing', '', l.amount_vnd), ('donor_funds', 
     AS x(account, fund, amount)
 """
 
-_RECOMPUTE_SQL = """
-WITH touched AS (
-    SELECT id, status, paid_at FROM sponsorship_donation WHERE id = ANY(%(ids)s::bigint[]) FOR UPDATE
-), sums AS (
-    SELECT t.donation_id AS id,
-        -COALESCE(SUM(e.amount) FILTER (WHERE t.kind IN ('card_paid', 'bank_paid')), 0) AS received,
-        COALESCE(SUM(e.amount) FILTER (WHERE t.kind = 'refund'), 0) AS refunded,
-        COALESCE(SUM(e.amount) FILTER (WHERE t.kind IN ('dispute', 'dispute_reinstated')), 0) AS disputed
-    FROM sponsorship_ledgertransaction t JOIN sponsorship_ledgerentry e ON e.transaction_id = t.id
-    WHERE t.donation_id = ANY(%(ids)s::bigint[]) AND e.account = 'donor_funds'
-    GROUP BY t.donation_id
-), upd AS (
-    UPDATE sponsorship_donation d SET
-        amount_received_vnd = s.received,
-        amount_refunded_vnd = LEAST(s.refunded, s.received),
-        paid_at = COALESCE(d.paid_at, now()),
-        status = CASE
-            WHEN s.received <= 0 THEN d.status
-            WHEN s.disputed > 0 THEN 'disputed'
-            WHEN s.refunded >= s.received THEN 'refunded'
-            WHEN s.refunded > 0 THEN 'partially_refunded'
-            WHEN s.received < d.amount_vnd THEN 'partially_paid'
-            ELSE 'succeeded' END
-    FROM sums s WHERE d.id = s.id
-    RETURNING d.id, d.status
-), hist AS (
-    INSERT INTO sponsorship_donationhistory (donation_id, from_status, to_status, note, at)
-    SELECT upd.id, touched.status, upd.status, 'bank statement', now()
-    FROM upd JOIN touched ON touched.id = upd.id WHERE touched.status <> upd.status
-)
-SELECT touched.id FROM touched WHERE touched.paid_at IS NULL
-"""
-
 _LINES_SQL = """
 UPDATE sponsorship_bankstatementline l SET
     status = 'matched', donation_id = p.donation_id, matched_at = now(),
@@ -337,6 +304,8 @@ def _pg_format(template: str, names: list[str]) -> str:
 def _match_batch(lines: list[BankStatementLine]) -> tuple[int, int]:
     from django.db import connection
 
+    from .donations import RECOMPUTE_SQL
+
     cands = {line.id: candidate_references(line.description) for line in lines}
     refs = {r for rs in cands.values() for r in rs}
     pledges = dict(
@@ -356,7 +325,7 @@ def _match_batch(lines: list[BankStatementLine]) -> tuple[int, int]:
     touched = sorted({p[1] for p in pairs})
     with connection.cursor() as cur:
         cur.execute(_POST_SQL, params)
-        cur.execute(_RECOMPUTE_SQL, {"ids": touched})
+        cur.execute(RECOMPUTE_SQL, {"ids": touched, "note": "bank statement"})
         newly_paid = [row[0] for row in cur.fetchall()]
         cur.execute(
             _LINES_SQL,

@@ -102,6 +102,42 @@ def apply_totals(donation: Donation, rows: dict[str, int], note: str = "", *, hi
         donation.status = target
 
 
+# Bulk version of apply_totals for the batch paths (bank statements, the Stripe inbox): the
+# status rules mirror apply_totals — keep them in step. Returns the ids paid for the first time.
+RECOMPUTE_SQL = """
+WITH touched AS (
+    SELECT id, status, paid_at FROM sponsorship_donation WHERE id = ANY(%(ids)s::bigint[]) FOR UPDATE
+), sums AS (
+    SELECT t.donation_id AS id,
+        -COALESCE(SUM(e.amount) FILTER (WHERE t.kind IN ('card_paid', 'bank_paid')), 0) AS received,
+        COALESCE(SUM(e.amount) FILTER (WHERE t.kind = 'refund'), 0) AS refunded,
+        COALESCE(SUM(e.amount) FILTER (WHERE t.kind IN ('dispute', 'dispute_reinstated')), 0) AS disputed
+    FROM sponsorship_ledgertransaction t JOIN sponsorship_ledgerentry e ON e.transaction_id = t.id
+    WHERE t.donation_id = ANY(%(ids)s::bigint[]) AND e.account = 'donor_funds'
+    GROUP BY t.donation_id
+), upd AS (
+    UPDATE sponsorship_donation d SET
+        amount_received_vnd = s.received,
+        amount_refunded_vnd = LEAST(s.refunded, s.received),
+        paid_at = COALESCE(d.paid_at, now()),
+        status = CASE
+            WHEN s.received <= 0 THEN d.status
+            WHEN s.disputed > 0 THEN 'disputed'
+            WHEN s.refunded >= s.received THEN 'refunded'
+            WHEN s.refunded > 0 THEN 'partially_refunded'
+            WHEN s.received < d.amount_vnd THEN 'partially_paid'
+            ELSE 'succeeded' END
+    FROM sums s WHERE d.id = s.id
+    RETURNING d.id, d.status
+), hist AS (
+    INSERT INTO sponsorship_donationhistory (donation_id, from_status, to_status, note, at)
+    SELECT upd.id, touched.status, upd.status, %(note)s, now()
+    FROM upd JOIN touched ON touched.id = upd.id WHERE touched.status <> upd.status
+)
+SELECT touched.id FROM touched WHERE touched.paid_at IS NULL
+"""
+
+
 def recompute_money(donation: Donation, note: str = "") -> None:
     """Recompute received/refunded/status of a *locked* donation from its facts (ledger
     transactions), never by increments, so replays and reordering cannot skew them."""

@@ -218,12 +218,14 @@ def test_a_failing_event_keeps_its_error_and_is_replayed_by_the_command(client, 
     from django.core.management import call_command
 
     donation = gift(donor_an)
-    post(client, pi_event(donation, evt_id="evt_boom"))
+    post(client, pi_event(donation, evt_id="evt_paid_first"))
+    stripe_events.drain_inbox()
+    post(client, charge_refunded_event(donation, evt_id="evt_boom", amount_refunded=100_000))
 
     def boom(*args, **kwargs):
         raise RuntimeError("database was read-only")
 
-    monkeypatch.setattr("sponsorship.services.payments.apply_payment_intent", boom)
+    monkeypatch.setattr("sponsorship.services.payments.apply_charge_refunded", boom)
     stripe_events.drain_inbox()
     row = StripeEvent.objects.get(stripe_event_id="evt_boom")
     assert row.status == "failed"
@@ -233,7 +235,24 @@ def test_a_failing_event_keeps_its_error_and_is_replayed_by_the_command(client, 
     row.refresh_from_db()
     assert row.status == "processed"
     assert row.error == ""
+    assert ledger.natural_balance(Account.DONOR_FUNDS) == 900_000
+
+
+def test_the_bulk_path_and_the_single_path_post_the_same_payment_once(client, donor_an):
+    donation = gift(donor_an)
+    event = pi_event(donation, evt_id="evt_bulk", fee=11_000)
+    stripe_events.store_event(event)
+    assert stripe_events.process_succeeded_batch() == 1
+    from sponsorship.services import payments
+
+    payments.apply_payment_intent(event["data"]["object"])  # e.g. the synchronous API answer
+    donation.refresh_from_db()
+    assert donation.status == DonationStatus.SUCCEEDED
+    assert donation.fee_vnd == 11_000
+    assert donation.history.filter(to_status=DonationStatus.SUCCEEDED).count() == 1
     assert ledger.natural_balance(Account.DONOR_FUNDS) == 1_000_000
+    assert ledger.balance(Account.FEES) == 11_000
+    assert ledger.check_invariants() == []
 
 
 def test_the_celery_task_applies_a_stored_event_and_is_safe_to_run_twice(client, donor_an):
