@@ -84,9 +84,14 @@ def localities_load() -> dict[tuple[str, str], int]:
     district_province = {d.code.value: old_prov[d.province_code.value] for d in districts}
     old_wards = _upsert(
         [
-            row(w, Scheme.LEGACY, Level.COMMUNE, old_dist[code], district_province[code])
+            row(
+                w,
+                Scheme.LEGACY,
+                Level.COMMUNE,
+                old_dist[w.district_code.value],
+                district_province[w.district_code.value],
+            )
             for w in lg.Ward.iter_all()
-            for code in [w.district_code.value]
         ]
     )
 

@@ -7,3 +7,5 @@ urlpatterns = [
     path("localities/", include("beneficiaries.api_urls")),
     path("registry/", include("beneficiaries.registry_api_urls")),
 ]
+
+urlpatterns += [path("", include("sponsorship.api_urls"))]

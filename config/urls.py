@@ -25,3 +25,13 @@ if settings.DEBUG:
     from django.conf.urls.static import static
 
     urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+
+# Donations (issue 4)
+from sponsorship.webhooks import stripe_webhook  # noqa: E402
+
+urlpatterns += [
+    path("stripe/webhook/", stripe_webhook, name="stripe-webhook"),
+    path("donate/", include("sponsorship.urls")),
+    path("donor/", include("donors.donor_urls")),
+    path("finance/", include("sponsorship.finance_urls")),
+]

@@ -83,3 +83,35 @@ class StaffScope(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} → {self.locality}"
+
+
+class DonorKind(models.TextChoices):
+    PERSON = "person", _("Individual")
+    BUSINESS = "business", _("Business")
+
+
+class DonorProfile(models.Model):
+    """What a donor's receipts say. Businesses carry a 10- or 13-digit tax code (MST,
+    checked with python-stdnum); an individual's tax code is the 12-digit personal ID."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="donor_profile")
+    kind = models.CharField(_("donor type"), max_length=10, choices=DonorKind.choices, default=DonorKind.PERSON)
+    company_name = models.CharField(_("company name"), max_length=200, blank=True)
+    tax_code = models.CharField(_("tax code"), max_length=14, blank=True)
+    phone = models.CharField(_("phone"), max_length=20, blank=True)
+    address = models.CharField(_("address"), max_length=300, blank=True)
+    email_verified_at = models.DateTimeField(_("email verified at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("donor profile")
+        verbose_name_plural = _("donor profiles")
+        constraints = [
+            models.CheckConstraint(condition=models.Q(kind__in=DonorKind.values), name="donorprofile_kind_valid"),
+            models.CheckConstraint(
+                condition=~models.Q(kind="business") | ~models.Q(company_name=""),
+                name="donorprofile_business_has_name",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.company_name or str(self.user)

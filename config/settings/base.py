@@ -200,3 +200,35 @@ LOGGING = {
 # Import files: larger ones are refused with a clear message before anything is written.
 REGISTRY_IMPORT_MAX_BYTES = env.int("CHUNGTAY_IMPORT_MAX_BYTES", default=300 * 2**20)
 REGISTRY_IMPORT_MAX_ROWS = env.int("CHUNGTAY_IMPORT_MAX_ROWS", default=2_000_000)
+
+# --- Donations (issue 4) ----------------------------------------------------------------------
+# Gift limits in VND. The maximum catches typing errors and card-testing; bank transfers
+# above it are still matched (the statement is the truth) and shown to finance.
+DONATION_MIN_VND = env.int("CHUNGTAY_DONATION_MIN_VND", default=10_000)
+DONATION_MAX_VND = env.int("CHUNGTAY_DONATION_MAX_VND", default=500_000_000)
+# Price of one card when a donor gives "N cards": a near-poor person's own 30% share of the
+# household HI premium at base salary 2,340,000 (FACTS §2).
+DONATION_CARD_PRICE_VND = env.int("CHUNGTAY_CARD_PRICE_VND", default=379_080)
+# The platform's receiving account for VietQR transfers (FACTS §7).
+VIETQR_BANK_BIN = env("CHUNGTAY_VIETQR_BANK_BIN", default="970415")
+VIETQR_ACCOUNT_NUMBER = env("CHUNGTAY_VIETQR_ACCOUNT_NUMBER", default="113366668888")
+VIETQR_ACCOUNT_NAME = env("CHUNGTAY_VIETQR_ACCOUNT_NAME", default="QUY CHUNG TAY BHYT")
+# Reconciliation: how far back the first run looks (Stripe keeps events 30 days), batch size.
+STRIPE_RECONCILE_LOOKBACK_DAYS = env.int("CHUNGTAY_STRIPE_RECONCILE_LOOKBACK_DAYS", default=7)
+STRIPE_RECONCILE_BATCH = env.int("CHUNGTAY_STRIPE_RECONCILE_BATCH", default=100)
+CELERY_BEAT_SCHEDULE["stripe-reconcile"] = {
+    "task": "sponsorship.tasks.stripe_reconcile",
+    "schedule": env.int("CHUNGTAY_STRIPE_RECONCILE_SECONDS", default=600),
+}
+CELERY_BEAT_SCHEDULE["stripe-inbox-drain"] = {
+    "task": "sponsorship.tasks.drain_stripe_inbox",
+    "schedule": 60,
+}
+CELERY_BEAT_SCHEDULE["ledger-invariants"] = {
+    "task": "sponsorship.tasks.check_ledger",
+    "schedule": env.int("CHUNGTAY_LEDGER_CHECK_SECONDS", default=900),
+}
+CELERY_BEAT_SCHEDULE["bank-match"] = {
+    "task": "sponsorship.tasks.match_bank_lines",
+    "schedule": 300,
+}

@@ -4,4 +4,7 @@ and `run(options, out) -> dict`; the harness prints the table and the JSON line.
 REGISTRY = {
     "limits": "sponsorship.benchmarks.limits",
     "import": "sponsorship.benchmarks.imports",
+    "statement": "sponsorship.benchmarks.statement",
+    "reconcile": "sponsorship.benchmarks.reconcile",
+    "webhooks": "sponsorship.benchmarks.webhooks",
 }

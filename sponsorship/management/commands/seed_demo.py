@@ -8,6 +8,8 @@ class Command(BaseCommand):
     help = "Create the demo data and logins (idempotent)."
 
     def handle(self, *args, **options):
-        for email, password, role in demo_seed():
+        from donors.demo import demo_donors  # issue 4: demo donors, a business and their gifts
+
+        for email, password, role in demo_seed() + demo_donors():
             self.stdout.write(f"  {role:28} {email:34} {password}")
         self.stdout.write(f"  registry demo: {demo_households_seed()}")

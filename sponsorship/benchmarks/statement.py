@@ -1,0 +1,132 @@
+"""Bank statement matching: lines matched per second (goal: at least 20,000).
+
+Creates N bank pledges for a throw-away donor, a statement of N lines whose descriptions
+carry the references in noisy forms (prefixes, dashes, lower case, glued words; 5 % without
+any reference), imports it, then times `match_lines` (commit included). Everything it
+created is deleted afterwards."""
+
+import random
+import time
+
+from django.db import transaction
+
+from .report import Stopwatch
+
+BENCH_EMAIL = "bench-statement@chungtay.invalid"
+
+
+def add_arguments(parser):
+    parser.add_argument("--lines", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=5000)
+
+
+def _cleanup():
+    from django.db import connection
+
+    from donors.models import User
+
+    user = User.objects.filter(email=BENCH_EMAIL).first()
+    if user is None:
+        return
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(
+            "DELETE FROM sponsorship_bankstatementline WHERE statement_id IN "
+            "(SELECT id FROM sponsorship_bankstatement WHERE uploaded_by_id = %s)",
+            [user.pk],
+        )
+        cur.execute("DELETE FROM sponsorship_bankstatement WHERE uploaded_by_id = %s", [user.pk])
+        cur.execute(
+            "DELETE FROM sponsorship_ledgerentry WHERE transaction_id IN (SELECT t.id FROM "
+            "sponsorship_ledgertransaction t JOIN sponsorship_donation d ON d.id = t.donation_id "
+            "WHERE d.donor_id = %s)",
+            [user.pk],
+        )
+        cur.execute(
+            "DELETE FROM sponsorship_ledgertransaction WHERE donation_id IN "
+            "(SELECT id FROM sponsorship_donation WHERE donor_id = %s)",
+            [user.pk],
+        )
+        cur.execute(
+            "DELETE FROM sponsorship_donationhistory WHERE donation_id IN "
+            "(SELECT id FROM sponsorship_donation WHERE donor_id = %s)",
+            [user.pk],
+        )
+        cur.execute("DELETE FROM sponsorship_donation WHERE donor_id = %s", [user.pk])
+        user.delete()
+
+
+def run(options, out) -> dict:
+    from donors.models import Role, User
+    from sponsorship.models import Donation, LineStatus, Method
+    from sponsorship.services import bank
+    from sponsorship.services.donations import fund_key, new_reference
+
+    n = options["lines"]
+    rng = random.Random(4)
+    _cleanup()
+    user = User.objects.create_user(BENCH_EMAIL, None, role=Role.FINANCE, full_name="benchmark")
+    try:
+        refs = set()
+        while len(refs) < n:
+            refs.add(new_reference())
+        refs = sorted(refs)
+        out.write(f"creating {n:,} pledges…\n")
+        Donation.objects.bulk_create(
+            [
+                Donation(
+                    donor=user,
+                    method=Method.BANK,
+                    amount_vnd=379_080,
+                    appearance="named",
+                    reference=r,
+                    fund_key=fund_key(),
+                )
+                for r in refs
+            ],
+            batch_size=10_000,
+        )
+        noise = [
+            lambda r: f"MBVCB.{rng.randint(10**6, 10**7)}.{r}.ung ho CT tu 0123",
+            lambda r: f"IBFT {r[:5]}-{r[5:]} chung tay bhyt",
+            lambda r: f"NGUYEN VAN A chuyen tien {r.lower()}",
+            lambda r: f"{r}UNGHO",
+        ]
+        rows = ["date,amount,description,bank reference,counter-account"]
+        for i, r in enumerate(refs):
+            desc = "chuyen tien khong noi dung" if rng.random() < 0.05 else rng.choice(noise)(r)
+            rows.append(f"01/11/2026,379080,{desc},BENCH{i},0123456789")
+        content = "\n".join(rows).encode()
+        out.write("importing the statement…\n")
+        t0 = time.perf_counter()
+        statement = bank.statement_import(name="bench-statement.csv", content=content, by=user)
+        import_seconds = time.perf_counter() - t0
+        out.write("matching…\n")
+        with Stopwatch() as sw:
+            counts = bank.match_lines(statement_id=statement.pk, batch=options["batch"])
+        again = bank.statement_import(name="bench-statement-again.csv", content=content, by=user)
+        matched_rows = statement.lines.filter(status=LineStatus.MATCHED).count()
+        return {
+            "lines": n,
+            "matched": counts["matched"],
+            "unmatched": counts["unmatched"],
+            "matched_in_db": matched_rows,
+            "reupload_new_lines": again.lines_new,
+            "match_seconds": round(sw.seconds, 3),
+            "lines_per_s": round(n / sw.seconds, 1),
+            "import_lines_per_s": round(n / import_seconds, 1),
+            "goal_lines_per_s": 20_000,
+            "goal_met": n / sw.seconds >= 20_000,
+        }
+    finally:
+        _cleanup()
+
+
+def rows(figures: dict) -> list[tuple[str, str]]:
+    return [
+        ("statement lines", f"{figures['lines']:,}"),
+        ("matched / unmatched", f"{figures['matched']:,} / {figures['unmatched']:,}"),
+        ("matching (lines/s, incl. commit)", f"{figures['lines_per_s']:,.0f}"),
+        ("import (lines/s)", f"{figures['import_lines_per_s']:,.0f}"),
+        ("re-upload adds lines", f"{figures['reupload_new_lines']}"),
+        ("goal ≥ 20,000 lines/s met", str(figures["goal_met"])),
+    ]

@@ -1,0 +1,182 @@
+"""Double-entry ledger in integer VND.
+
+Sign convention: debit positive, credit negative; a transaction's entries sum to zero.
+Balances are always derived from entries (no stored balance to drift).
+
+Accounts and flows:
+    card paid        Dr stripe_clearing (A−fee), Dr fees fee, Cr donor_funds[fund] A
+    bank paid        Dr bank_clearing A, Cr donor_funds[fund] A
+    refund recorded  Dr donor_funds[fund] R, Cr refunds R
+    refund settled   Dr refunds R, Cr stripe_clearing R
+    dispute lost     Dr donor_funds[fund] D, Cr stripe_clearing D (reinstated: the reverse)
+    allocation       Dr donor_funds[fund] X, Cr allocated_to_cards[fund] X   (matching issue)
+    remittance       Dr allocated_to_cards[fund] X, Cr remitted_to_agency X  (matching issue)
+"""
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+
+from config.exceptions import ApplicationError
+
+from ..models import CREDIT_NORMAL, FUND_ACCOUNTS, Account, LedgerAlarm, LedgerEntry, LedgerTransaction
+
+logger = logging.getLogger("sponsorship.ledger")
+
+
+@dataclass(frozen=True)
+class Entry:
+    account: str
+    amount: int  # signed: debit > 0, credit < 0
+    fund: str = ""
+
+
+def debit(account: str, amount: int, fund: str = "") -> Entry:
+    return Entry(account, int(amount), fund)
+
+
+def credit(account: str, amount: int, fund: str = "") -> Entry:
+    return Entry(account, -int(amount), fund)
+
+
+def _clean(entries: Iterable[Entry]) -> list[Entry]:
+    cleaned = []
+    for e in entries:
+        if not isinstance(e.amount, int) or isinstance(e.amount, bool):
+            raise ApplicationError("Ledger amounts are integer VND.", code="ledger_not_integer")
+        if e.account not in Account.values:
+            raise ApplicationError(f"Unknown ledger account {e.account!r}.", code="ledger_account")
+        if (e.account in FUND_ACCOUNTS) != bool(e.fund):
+            raise ApplicationError(f"Account {e.account} needs a fund exactly when it is a fund account.")
+        if e.amount:
+            cleaned.append(e)
+    if len(cleaned) < 2:
+        raise ApplicationError("A ledger transaction needs at least two non-zero entries.", code="ledger_empty")
+    if sum(e.amount for e in cleaned) != 0:
+        raise ApplicationError("Ledger transaction does not balance.", code="ledger_unbalanced")
+    return cleaned
+
+
+def ledger_post(*, key: str, entries: Iterable[Entry], memo: str = "", kind: str = "", donation=None):
+    """Write one balanced transaction atomically. Idempotent by `key`: posting the same key
+    again returns the existing transaction and writes nothing (a different set of entries
+    under a used key raises, because that is a bug, not a retry). Returns (tx, created)."""
+    cleaned = _clean(entries)
+    existing = LedgerTransaction.objects.filter(key=key).first()
+    if existing is not None:
+        _assert_same(existing, cleaned)
+        return existing, False
+    try:
+        with transaction.atomic():
+            tx = LedgerTransaction.objects.create(
+                key=key, kind=kind or key.split(":", 1)[0], memo=memo[:300], donation=donation
+            )
+            LedgerEntry.objects.bulk_create(
+                LedgerEntry(transaction=tx, account=e.account, fund=e.fund, amount=e.amount) for e in cleaned
+            )
+    except IntegrityError:
+        # A concurrent poster won the unique key: that is the same money, written once.
+        existing = LedgerTransaction.objects.filter(key=key).first()
+        if existing is None:
+            raise
+        _assert_same(existing, cleaned)
+        return existing, False
+    return tx, True
+
+
+def _assert_same(tx: LedgerTransaction, cleaned: list[Entry]) -> None:
+    have = sorted((e.account, e.fund, e.amount) for e in tx.entries.all())
+    want = sorted((e.account, e.fund, e.amount) for e in cleaned)
+    if have != want:
+        raise ApplicationError(f"Ledger key {tx.key} was already used for different entries.", code="ledger_key_reused")
+
+
+def balance(account: str, fund: str | None = None) -> int:
+    """Signed balance (debit positive). Pass fund=None for the whole account."""
+    qs = LedgerEntry.objects.filter(account=account)
+    if fund is not None:
+        qs = qs.filter(fund=fund)
+    return qs.aggregate(s=Sum("amount"))["s"] or 0
+
+
+def natural_balance(account: str, fund: str | None = None) -> int:
+    """Balance in the account's natural direction (credit-normal accounts shown positive)."""
+    b = balance(account, fund)
+    return -b if account in CREDIT_NORMAL else b
+
+
+def trial_balance() -> dict[str, int]:
+    rows = LedgerEntry.objects.values("account").annotate(s=Sum("amount"))
+    out = {a: 0 for a in Account.values}
+    for row in rows:
+        out[row["account"]] = row["s"]
+    return out
+
+
+def fund_balances(account: str = Account.DONOR_FUNDS) -> dict[str, int]:
+    rows = LedgerEntry.objects.filter(account=account).values("fund").annotate(s=Sum("amount")).order_by("fund")
+    sign = -1 if account in CREDIT_NORMAL else 1
+    return {row["fund"]: sign * row["s"] for row in rows}
+
+
+def check_invariants() -> list[tuple[str, str]]:
+    """Return broken invariants as (check name, message); empty when the books are right.
+
+    1. every transaction balances; 2. donor funds = received − allocated − refunded − disputed
+    (recomputed from transaction kinds); 3. no fund or credit-normal account is negative,
+    no clearing account below zero."""
+    from django.db import connection
+
+    problems: list[tuple[str, str]] = []
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT t.key, SUM(e.amount) FROM sponsorship_ledgertransaction t "
+            "JOIN sponsorship_ledgerentry e ON e.transaction_id = t.id GROUP BY t.id, t.key "
+            "HAVING SUM(e.amount) <> 0 LIMIT 20"
+        )
+        for key, total in cur.fetchall():
+            problems.append(("transaction_balances", f"transaction {key} is off by {total} VND"))
+    by_kind = dict(
+        LedgerEntry.objects.filter(account=Account.DONOR_FUNDS)
+        .values_list("transaction__kind")
+        .annotate(s=Sum("amount"))
+        .values_list("transaction__kind", "s")
+    )
+    received = -(by_kind.get("card_paid", 0) + by_kind.get("bank_paid", 0))
+    allocated = by_kind.get("allocation", 0)
+    refunded = by_kind.get("refund", 0)
+    disputed = by_kind.get("dispute", 0) + by_kind.get("dispute_reinstated", 0)
+    funds = natural_balance(Account.DONOR_FUNDS)
+    known = {"card_paid", "bank_paid", "allocation", "refund", "dispute", "dispute_reinstated"}
+    other = sum(v for k, v in by_kind.items() if k not in known)
+    if other or funds != received - allocated - refunded - disputed:
+        problems.append(
+            (
+                "funds_equation",
+                f"donor funds {funds} ≠ received {received} − allocated {allocated} − refunded {refunded}"
+                f" − disputed {disputed} (unexplained {other})",
+            )
+        )
+    for account in (Account.DONOR_FUNDS, Account.ALLOCATED_TO_CARDS):
+        for fund, amount in fund_balances(account).items():
+            if amount < 0:
+                problems.append(("nothing_negative", f"{account}[{fund}] is negative: {amount} VND"))
+    for account in (Account.REFUNDS, Account.REMITTED_TO_AGENCY, Account.FEES):
+        if natural_balance(account) < 0:
+            problems.append(("nothing_negative", f"{account} is negative: {natural_balance(account)} VND"))
+    return problems
+
+
+def run_invariant_check() -> list[LedgerAlarm]:
+    """Check the books; for each broken invariant write a LedgerAlarm (shown to finance) and
+    log an error. Safe to re-run: an open alarm with the same message is not duplicated."""
+    alarms = []
+    for name, message in check_invariants():
+        alarm, created = LedgerAlarm.objects.get_or_create(check_name=name, message=message, resolved_at=None)
+        if created:
+            logger.error("ledger invariant broken: %s: %s", name, message)
+        alarms.append(alarm)
+    return alarms
