@@ -343,3 +343,6 @@ class Receipt(models.Model):
 
     def __str__(self) -> str:
         return self.number
+
+
+from .card_models import Card, CardStatus, CardTransition  # noqa: E402,F401  (Django finds models here)
