@@ -229,3 +229,5 @@ CELERY_BEAT_SCHEDULE["bank-match"] = {
     "task": "sponsorship.tasks.match_bank_lines",
     "schedule": 300,
 }
+# fontTools logs every subsetting step at INFO (dozens of lines per receipt PDF).
+LOGGING["loggers"]["fontTools"] = {"level": "WARNING"}
