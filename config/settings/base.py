@@ -216,6 +216,8 @@ VIETQR_ACCOUNT_NAME = env("CHUNGTAY_VIETQR_ACCOUNT_NAME", default="QUY CHUNG TAY
 # Reconciliation: how far back the first run looks (Stripe keeps events 30 days), batch size.
 STRIPE_RECONCILE_LOOKBACK_DAYS = env.int("CHUNGTAY_STRIPE_RECONCILE_LOOKBACK_DAYS", default=7)
 STRIPE_RECONCILE_BATCH = env.int("CHUNGTAY_STRIPE_RECONCILE_BATCH", default=100)
+# Receipts of a batch of payments are sent this long after the batch (payments first).
+RECEIPT_DELAY_SECONDS = env.int("CHUNGTAY_RECEIPT_DELAY_SECONDS", default=15)
 CELERY_BEAT_SCHEDULE["stripe-reconcile"] = {
     "task": "sponsorship.tasks.stripe_reconcile",
     "schedule": env.int("CHUNGTAY_STRIPE_RECONCILE_SECONDS", default=600),
@@ -232,3 +234,5 @@ CELERY_BEAT_SCHEDULE["bank-match"] = {
     "task": "sponsorship.tasks.match_bank_lines",
     "schedule": 300,
 }
+# fontTools logs every subsetting step at INFO (dozens of lines per receipt PDF).
+LOGGING["loggers"]["fontTools"] = {"level": "WARNING"}

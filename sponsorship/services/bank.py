@@ -340,7 +340,7 @@ def _match_batch(lines: list[BankStatementLine]) -> tuple[int, int]:
     if newly_paid:
         from .. import tasks
 
-        tasks.send_receipts.delay_on_commit(newly_paid)
+        tasks.send_receipts_later(newly_paid)
     return len(pairs), len(lines) - len(pairs)
 
 

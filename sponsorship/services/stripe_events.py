@@ -196,7 +196,7 @@ def process_succeeded_batch(limit: int = 500) -> int:
                 [list(chosen)],
             )
         if newly_paid:
-            tasks.send_receipts.delay_on_commit(newly_paid)
+            tasks.send_receipts_later(newly_paid)
     return len(chosen)
 
 
