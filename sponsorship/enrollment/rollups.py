@@ -84,7 +84,10 @@ def cards_advance_by_date(today: date | None = None, *, expiring_days: int = 60)
         moved["expired"] += 1
     soon = today + timedelta(days=expiring_days)
     expiring = Card.objects.filter(
-        status__in=[CardStatus.ENROLLED, CardStatus.ACTIVE], valid_from__lte=today, valid_to__gte=today, valid_to__lte=soon
+        status__in=[CardStatus.ENROLLED, CardStatus.ACTIVE],
+        valid_from__lte=today,
+        valid_to__gte=today,
+        valid_to__lte=soon,
     )
     for pk in expiring.values_list("pk", flat=True).iterator():
         card_transition(card_id=pk, to=CardStatus.EXPIRING, reason="validity ends soon")

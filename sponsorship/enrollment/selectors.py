@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from django.conf import settings
 from django.db.models import Q, Sum
 
@@ -58,9 +56,7 @@ def dashboard_rows(user, *, year: int, type: str, province_id: int | None = None
     if province_id is None:
         if is_nationwide(user):
             qs = base.filter(level=Level.PROVINCE)
-            names = dict(
-                Locality.objects.filter(scheme=Scheme.CURRENT, level=Level.PROVINCE).values_list("id", "name")
-            )
+            names = dict(Locality.objects.filter(scheme=Scheme.CURRENT, level=Level.PROVINCE).values_list("id", "name"))
         else:
             qs = base.filter(level=Level.COMMUNE).filter(scope)
             allowed = Locality.objects.filter(scheme=Scheme.CURRENT).filter(
@@ -71,11 +67,20 @@ def dashboard_rows(user, *, year: int, type: str, province_id: int | None = None
     qs = base.filter(level=Level.COMMUNE, province_id=province_id).filter(scope)
     names = dict(
         Locality.objects.filter(scheme=Scheme.CURRENT, level=Level.COMMUNE, province_id=province_id)
-        .filter(locality_filter(user, "pk") if not is_nationwide(user) else Q())
+        .filter(_locality_scope(user))
         .filter(Q(pk__in=qs.values("locality_id")) | Q(pk__in=[k for k in targets]))
         .values_list("id", "name")
     )
     return _rows(qs, "locality_id", names, targets)
+
+
+def _locality_scope(user) -> Q:
+    if is_nationwide(user):
+        return Q()
+    from donors.scopes import scope_localities
+
+    provinces, communes = scope_localities(user)
+    return Q(pk__in=communes) | Q(province_id__in=provinces)
 
 
 def _scope_provinces(user) -> list[int]:
