@@ -54,6 +54,9 @@ class CardFunding(models.Model):
             models.CheckConstraint(condition=Q(amount_vnd__gt=0), name="cardfunding_amount_positive"),
         ]
 
+    def __str__(self) -> str:
+        return f"card {self.card_id} ← gift {self.donation_id}: {self.amount_vnd}"
+
 
 class BatchStatus(models.TextChoices):
     DRAFT = "draft", _("Draft")
@@ -112,6 +115,9 @@ class AgencyBatchCard(models.Model):
             models.UniqueConstraint(fields=["card"], condition=Q(is_live=True), name="batchcard_one_live_batch"),
         ]
 
+    def __str__(self) -> str:
+        return f"batch {self.batch_id} card {self.card_id}"
+
 
 class CardListImport(models.Model):
     """One uploaded D10a-TS card list and its outcome (per-row report in `report`)."""
@@ -129,6 +135,9 @@ class CardListImport(models.Model):
     ambiguous = models.PositiveIntegerField(default=0)
     bad = models.PositiveIntegerField(default=0)
     report = models.JSONField(default=list)
+
+    def __str__(self) -> str:
+        return self.file_name
 
 
 class EnrollmentRollup(models.Model):
@@ -152,6 +161,9 @@ class EnrollmentRollup(models.Model):
         ]
         indexes = [models.Index(fields=["year", "type", "level", "province"], name="rollup_dash")]
 
+    def __str__(self) -> str:
+        return f"{self.locality_id}:{self.year}-{self.month}:{self.type}"
+
 
 class ReminderSent(models.Model):
     """Idempotency record: one reminder run per card and threshold (60/30/7 days)."""
@@ -163,3 +175,6 @@ class ReminderSent(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["card", "days_before"], name="reminder_once_per_threshold")]
+
+    def __str__(self) -> str:
+        return f"card {self.card_id} −{self.days_before}d"
