@@ -1,3 +1,4 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import permissions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -29,6 +30,19 @@ class DashboardApi(APIView):
         pending_vnd = serializers.IntegerField()
         monthly = serializers.ListField(child=serializers.IntegerField())
 
+    class ResponseSerializer(serializers.Serializer):
+        year = serializers.IntegerField()
+        type = serializers.CharField()
+        rows = serializers.ListField(child=serializers.DictField())
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("year", int),
+            OpenApiParameter("type", str, enum=["hi", "si_voluntary"]),
+            OpenApiParameter("province", int),
+        ],
+        responses=ResponseSerializer,
+    )
     def get(self, request):
         year, type_, province = dashboard_params(request)
         rows = dashboard_rows(request.user, year=year, type=type_, province_id=province)
