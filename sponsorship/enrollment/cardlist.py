@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Q
@@ -152,6 +152,18 @@ def _apply_row(row: dict, by) -> tuple[str, str, int | None]:
         )
         card_reject_refund(card=card)
         return "rejected", reason, card_id
+    previous = (
+        Card.objects.filter(
+            member_id=card.member_id,
+            product=card.product,
+            status__in=[CardStatus.ACTIVE, CardStatus.EXPIRING, CardStatus.EXPIRED],
+            valid_to__gte=valid_from - timedelta(days=92),
+            valid_from__lt=valid_from,
+        )
+        .order_by("-valid_to")
+        .first()
+    )
+    extra = {"renewal_of": previous} if previous and card.renewal_of_id is None else {}
     card_transition(
         card_id=card_id,
         to=CardStatus.ENROLLED,
@@ -160,7 +172,10 @@ def _apply_row(row: dict, by) -> tuple[str, str, int | None]:
         card_code=code,
         valid_from=valid_from,
         valid_to=valid_to,
+        **extra,
     )
+    if previous:
+        card_transition(card_id=previous.pk, to=CardStatus.RENEWED, by=by, reason=f"renewed by card {card_id}")
     return "enrolled", "", card_id
 
 

@@ -243,3 +243,15 @@ def test_reminders_go_once_per_threshold_to_donor_and_officer(hn_commune, make_c
     assert recipients == {"lan.donor@example.test", officer.email}
     send_renewal_reminders(date(2023, 10, 25))  # 6 days left → the 7-day one
     assert set(ReminderSent.objects.filter(card=card).values_list("days_before", flat=True)) == {60, 7}
+
+
+def test_importing_a_renewal_marks_the_previous_card_renewed(hn_commune, make_card):
+    old = make_card(hn_commune, period_start=date(2021, 11, 1))
+    _enrol(old, date(2021, 11, 1), date(2022, 10, 31))
+    rollups.cards_advance_by_date(date(2022, 10, 1))  # expiring
+    new = make_card(hn_commune, member=old.member, period_start=date(2022, 11, 1))
+    batches.batch_create(locality=hn_commune, product="hi_household", period=date(2022, 11, 1))
+    job = cardlist.cardlist_import(content=_csv(cardlist.d10a_rows_for_cards([new])), file_name="r.csv")
+    assert job.enrolled == 1
+    old.refresh_from_db(), new.refresh_from_db()
+    assert old.status == "renewed" and new.renewal_of_id == old.pk
