@@ -255,3 +255,19 @@ def test_importing_a_renewal_marks_the_previous_card_renewed(hn_commune, make_ca
     assert job.enrolled == 1
     old.refresh_from_db(), new.refresh_from_db()
     assert old.status == "renewed" and new.renewal_of_id == old.pk
+
+
+def test_xlsx_import_enqueues_the_rollup_job_on_commit(hn_commune, make_card, django_capture_on_commit_callbacks):
+    card = make_card(hn_commune)
+    batches.batch_create(locality=hn_commune, product="hi_household", period=date(2022, 11, 1))
+    content = exports.to_xlsx(cardlist.D10A_HEADERS, cardlist.d10a_rows_for_cards([card]))
+    with django_capture_on_commit_callbacks() as callbacks:
+        job = cardlist.cardlist_import(content=content, file_name="D10a.xlsx")
+    assert job.enrolled == 1 and len(callbacks) == 1
+    card.refresh_from_db()
+    assert card.status == "enrolled" and card.valid_to == date(2023, 10, 31)
+
+
+def test_beat_runs_the_rollups_nightly_and_the_daily_job(settings):
+    tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert {"sponsorship.tasks.enrollment_rollups_recompute", "sponsorship.tasks.enrollment_daily"} <= tasks
