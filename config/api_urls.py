@@ -9,3 +9,4 @@ urlpatterns = [
 ]
 
 urlpatterns += [path("", include("sponsorship.api_urls"))]
+urlpatterns += [path("enrollment/", include("sponsorship.enrollment.api_urls"))]  # enrollment (issue 6)

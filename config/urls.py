@@ -35,3 +35,4 @@ urlpatterns += [
     path("donor/", include("donors.donor_urls")),
     path("finance/", include("sponsorship.finance_urls")),
 ]
+urlpatterns += [path("enrollment/", include("sponsorship.enrollment.urls"))]  # enrollment (issue 6)

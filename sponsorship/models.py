@@ -346,3 +346,4 @@ class Receipt(models.Model):
 
 
 from .card_models import Card, CardStatus, CardTransition  # noqa: E402,F401  (Django finds models here)
+from .enrollment import models as enrollment_models  # noqa: E402,F401  (enrollment, issue 6)

@@ -108,3 +108,29 @@ def send_receipts_later(donation_ids: list[int]) -> None:
 
     ids = list(donation_ids)
     transaction.on_commit(lambda: send_receipts.apply_async((ids,), countdown=settings.RECEIPT_DELAY_SECONDS))
+
+
+# --- Enrollment (issue 6) -------------------------------------------------------------------------
+@shared_task(bind=True, ignore_result=True, max_retries=5)
+def enrollment_rollups_recompute(self) -> None:
+    """Rebuild the enrollment rollups from the cards (after each card-list import; nightly)."""
+    from .enrollment.rollups import rollups_recompute
+
+    try:
+        rollups_recompute()
+    except TRANSIENT as exc:
+        raise self.retry(exc=exc, countdown=60) from exc
+
+
+@shared_task(bind=True, ignore_result=True, max_retries=5)
+def enrollment_daily(self) -> None:
+    """Cards active/expiring/expired by date, renewal reminders, then the rollups."""
+    from .enrollment.reminders import send_renewal_reminders
+    from .enrollment.rollups import cards_advance_by_date, rollups_recompute
+
+    try:
+        cards_advance_by_date()
+        send_renewal_reminders()
+        rollups_recompute()
+    except TRANSIENT as exc:
+        raise self.retry(exc=exc, countdown=300) from exc

@@ -236,3 +236,20 @@ CELERY_BEAT_SCHEDULE["bank-match"] = {
 }
 # fontTools logs every subsetting step at INFO (dozens of lines per receipt PDF).
 LOGGING["loggers"]["fontTools"] = {"level": "WARNING"}
+
+
+# --- Enrollment (issue 6) ---------------------------------------------------------------------
+from celery.schedules import crontab  # noqa: E402
+
+# Public campaign page: cells with fewer than this many people are not shown.
+ENROLLMENT_PUBLIC_MIN_CELL = env.int("CHUNGTAY_PUBLIC_MIN_CELL", default=5)
+# Renewal reminders, days before a card's validity ends.
+ENROLLMENT_REMINDER_DAYS = (60, 30, 7)
+CELERY_BEAT_SCHEDULE["enrollment-rollups"] = {
+    "task": "sponsorship.tasks.enrollment_rollups_recompute",
+    "schedule": crontab(hour=1, minute=30),
+}
+CELERY_BEAT_SCHEDULE["enrollment-daily"] = {
+    "task": "sponsorship.tasks.enrollment_daily",
+    "schedule": crontab(hour=2, minute=0),
+}

@@ -13,3 +13,6 @@ class Command(BaseCommand):
         for email, password, role in demo_seed() + demo_donors():
             self.stdout.write(f"  {role:28} {email:34} {password}")
         self.stdout.write(f"  registry demo: {demo_households_seed()}")
+        from sponsorship.enrollment.demo import demo_enrollment_seed  # issue 6
+
+        self.stdout.write(f"  enrollment demo: {demo_enrollment_seed()}")
