@@ -346,3 +346,4 @@ class Receipt(models.Model):
 
 
 from .card_models import Card, CardStatus, CardTransition  # noqa: E402,F401  (Django finds models here)
+from .matching.models import Allocation, MatchingRule, MatchingRun, RunStatus  # noqa: E402,F401
