@@ -232,3 +232,12 @@ CELERY_BEAT_SCHEDULE["bank-match"] = {
     "task": "sponsorship.tasks.match_bank_lines",
     "schedule": 300,
 }
+
+# --- Matching (issue 5) -----------------------------------------------------------------------
+CHUNGTAY_MATCHING_PRODUCT = env("CHUNGTAY_MATCHING_PRODUCT", default="hi_household")
+CHUNGTAY_MATCHING_MONTHS = env.int("CHUNGTAY_MATCHING_MONTHS", default=12)
+CHUNGTAY_MATCHING_EVERY_SECONDS = env.int("CHUNGTAY_MATCHING_EVERY_SECONDS", default=30)
+CELERY_BEAT_SCHEDULE["matching-match-all"] = {
+    "task": "sponsorship.tasks.match_all",
+    "schedule": CHUNGTAY_MATCHING_EVERY_SECONDS,
+}
