@@ -7,4 +7,5 @@ REGISTRY = {
     "statement": "sponsorship.benchmarks.statement",
     "reconcile": "sponsorship.benchmarks.reconcile",
     "webhooks": "sponsorship.benchmarks.webhooks",
+    "matching": "sponsorship.benchmarks.matching",
 }
