@@ -15,6 +15,9 @@ from .conftest import PERIOD, communes, make_gift, make_household
 
 def test_concurrent_workers_allocate_each_gift_and_card_once(transactional_db):
     from beneficiaries.models import Level, Locality
+    from beneficiaries.pricing_seed import seed_pricing
+
+    seed_pricing()  # an earlier transactional test may have flushed the seeded prices
     from donors.models import User
 
     ha_tinh = Locality.objects.get(scheme="2025", level=Level.PROVINCE, code=42)
