@@ -34,4 +34,5 @@ urlpatterns += [
     path("donate/", include("sponsorship.urls")),
     path("donor/", include("donors.donor_urls")),
     path("finance/", include("sponsorship.finance_urls")),
+    path("matching/", include("sponsorship.matching.urls")),
 ]
