@@ -6,6 +6,7 @@ urlpatterns = [
     path("accounts/", include("donors.api_urls")),
     path("localities/", include("beneficiaries.api_urls")),
     path("registry/", include("beneficiaries.registry_api_urls")),
+    path("matching/", include("sponsorship.matching.api_urls")),
 ]
 
 urlpatterns += [path("", include("sponsorship.api_urls"))]

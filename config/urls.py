@@ -34,5 +34,6 @@ urlpatterns += [
     path("donate/", include("sponsorship.urls")),
     path("donor/", include("donors.donor_urls")),
     path("finance/", include("sponsorship.finance_urls")),
+    path("matching/", include("sponsorship.matching.urls")),
 ]
 urlpatterns += [path("enrollment/", include("sponsorship.enrollment.urls"))]  # enrollment (issue 6)

@@ -49,7 +49,7 @@ class Card(models.Model):
     # Denormalised from the member for scoping, rollups and the public pages.
     locality = models.ForeignKey("beneficiaries.Locality", on_delete=models.PROTECT, related_name="+")
     product = models.CharField(_("product"), max_length=16)
-    group = models.CharField(_("group"), max_length=8, blank=True)
+    group = models.CharField(_("group"), max_length=32, blank=True)
     months = models.PositiveSmallIntegerField(_("months"))
     period_start = models.DateField(_("requested start"))
     premium_vnd = models.BigIntegerField(_("premium (VND)"))

@@ -134,3 +134,25 @@ def enrollment_daily(self) -> None:
         rollups_recompute()
     except TRANSIENT as exc:
         raise self.retry(exc=exc, countdown=300) from exc
+
+
+@shared_task(bind=True, ignore_result=True, max_retries=5, acks_late=True)
+def match_province(self, province_id: int) -> None:
+    """Match one province shard (one transaction). Safe to re-run: a busy shard is skipped,
+    a finished one finds nothing left to fund."""
+    from .matching import services
+
+    try:
+        services.match_province(province_id=province_id)
+    except TRANSIENT as exc:
+        raise self.retry(exc=exc, countdown=min(2**self.request.retries, 30)) from exc
+
+
+@shared_task(ignore_result=True)
+def match_all() -> None:
+    """Beat (every CHUNGTAY_MATCHING_EVERY_SECONDS): one match_province task per province with
+    approved members. Safe to re-run."""
+    from .matching import services
+
+    for province_id in services.provinces_with_work():
+        match_province.delay(province_id)

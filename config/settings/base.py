@@ -253,3 +253,12 @@ CELERY_BEAT_SCHEDULE["enrollment-daily"] = {
     "task": "sponsorship.tasks.enrollment_daily",
     "schedule": crontab(hour=2, minute=0),
 }
+
+# --- Matching (issue 5) -----------------------------------------------------------------------
+CHUNGTAY_MATCHING_PRODUCT = env("CHUNGTAY_MATCHING_PRODUCT", default="hi_household")
+CHUNGTAY_MATCHING_MONTHS = env.int("CHUNGTAY_MATCHING_MONTHS", default=12)
+CHUNGTAY_MATCHING_EVERY_SECONDS = env.int("CHUNGTAY_MATCHING_EVERY_SECONDS", default=30)
+CELERY_BEAT_SCHEDULE["matching-match-all"] = {
+    "task": "sponsorship.tasks.match_all",
+    "schedule": CHUNGTAY_MATCHING_EVERY_SECONDS,
+}

@@ -8,4 +8,5 @@ REGISTRY = {
     "reconcile": "sponsorship.benchmarks.reconcile",
     "webhooks": "sponsorship.benchmarks.webhooks",
     "dashboard": "sponsorship.benchmarks.dashboard",
+    "matching": "sponsorship.benchmarks.matching",
 }
