@@ -186,18 +186,28 @@ def statement_import(*, name: str, content: bytes, by) -> BankStatement:
 
 
 def _ascii_upper(text: str) -> str:
+    if text.isascii():
+        return text.upper()
     text = unicodedata.normalize("NFKD", text.replace("đ", "d").replace("Đ", "D"))
     return "".join(c for c in text if not unicodedata.combining(c)).upper()
+
+
+_NOT_ALNUM_SPACE = re.compile(r"[^A-Z0-9 ]")
+_NOT_ALNUM = re.compile(r"[^A-Z0-9]")
+# Overlapping candidates: CT + 8 characters of the reference alphabet.
+_CANDIDATE = re.compile(rf"(?=(CT[{REFERENCE_ALPHABET}]{{8}}))")
 
 
 def candidate_references(description: str) -> list[str]:
     """References that may hide in a memo: banks insert spaces, dashes or glue words on."""
     text = _ascii_upper(description)
+    if "CT" not in _NOT_ALNUM.sub("", text):
+        return []
     found = []
-    for variant in (re.sub(r"[^A-Z0-9 ]", " ", text), re.sub(r"[^A-Z0-9]", "", text)):
-        for m in re.finditer(r"(?=(CT[A-Z0-9]{8}))", variant):
-            if REFERENCE_RE.fullmatch(m.group(1)) and m.group(1) not in found:
-                found.append(m.group(1))
+    for variant in (_NOT_ALNUM_SPACE.sub(" ", text), _NOT_ALNUM.sub("", text)):
+        for ref in _CANDIDATE.findall(variant):
+            if ref not in found:
+                found.append(ref)
     return found
 
 
