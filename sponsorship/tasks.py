@@ -35,6 +35,18 @@ def process_stripe_event(self, event_row_id: int) -> None:
         raise self.retry(exc=exc, countdown=min(2**self.request.retries, 60)) from exc
 
 
+@shared_task(bind=True, ignore_result=True, max_retries=8)
+def drain_stripe_webhooks(self) -> None:
+    """Published by the webhook when no drain is pending: apply the stored events in bulk."""
+    from .services import stripe_events
+
+    stripe_events.clear_drain_flag()
+    try:
+        stripe_events.drain_pending()
+    except _transient() as exc:
+        raise self.retry(exc=exc, countdown=min(2**self.request.retries, 60)) from exc
+
+
 @shared_task(bind=True, ignore_result=True, max_retries=3)
 def drain_stripe_inbox(self) -> None:
     """Beat: apply any stored event whose task was lost (a safety net for the webhook path)."""

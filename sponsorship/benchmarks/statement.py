@@ -17,7 +17,7 @@ BENCH_EMAIL = "bench-statement@chungtay.invalid"
 
 def add_arguments(parser):
     parser.add_argument("--lines", type=int, default=100_000)
-    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--batch", type=int, default=20_000)
 
 
 def _cleanup():

@@ -102,7 +102,16 @@ def run(options, out) -> dict:
     port = _free_port()
     bin_dir = Path(sys.executable).parent
     web = subprocess.Popen(
-        [str(bin_dir / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4"],
+        [
+            str(bin_dir / "gunicorn"),
+            "config.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            os.environ.get("WEB_CONCURRENCY", "2"),
+            "--threads",
+            os.environ.get("WEB_THREADS", "4"),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

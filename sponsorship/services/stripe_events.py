@@ -3,6 +3,7 @@ stored event through the guarded services in payments.py. Storing is idempotent 
 Stripe event id, applying is idempotent on Stripe object ids, so duplicates, replays and
 out-of-order delivery are harmless."""
 
+import functools
 import logging
 
 from django.db import connection
@@ -36,17 +37,20 @@ def verify(payload: bytes, sig_header: str) -> dict:
     return stripe_client.verify_webhook(payload, sig_header)
 
 
-def store_event(event: dict, *, source: str = "webhook") -> tuple[int, bool]:
+def store_event(event: dict, *, source: str = "webhook", raw: str | bytes | None = None) -> tuple[int, bool]:
     """Insert the raw event once (ON CONFLICT DO NOTHING on the Stripe id). Returns (row id,
-    created). One statement, no transaction of its own: cheap enough for the webhook."""
+    created). One statement, no transaction of its own: cheap enough for the webhook.
+    `raw` is the verified request body (stored as received instead of re-serialising)."""
     import json
 
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8")
     with connection.cursor() as cur:
         cur.execute(
             "INSERT INTO sponsorship_stripeevent (stripe_event_id, type, payload, status, error, attempts, source,"
             " received_at) VALUES (%s, %s, %s, 'pending', '', 0, %s, now())"
             " ON CONFLICT (stripe_event_id) DO NOTHING RETURNING id",
-            [event["id"], event.get("type", "")[:80], json.dumps(event), source],
+            [event["id"], event.get("type", "")[:80], raw if raw is not None else json.dumps(event), source],
         )
         row = cur.fetchone()
     if row:
@@ -228,6 +232,66 @@ def process_event(event_row_id: int) -> str:
     status = StripeEventStatus.PROCESSED if handled else StripeEventStatus.IGNORED
     StripeEvent.objects.filter(pk=row.pk).update(status=status, error="", processed_at=timezone.now())
     return status
+
+
+# One drain in flight at a time, not one Celery message per event: the webhook publishes a
+# drain only when it sets this flag (Redis SET NX with a TTL); the drain task clears it
+# *before* reading the inbox, so an event stored after that moment publishes a new drain
+# and none is left behind. The TTL (and the beat drain) cover a drain message that was lost.
+DRAIN_FLAG = "stripe-inbox:drain-pending"
+DRAIN_FLAG_TTL = 30
+
+
+@functools.cache
+def _redis():
+    """One client (and connection pool) per process; Django's cache backend builds a new
+    client object on every call, which costs more than the SET NX itself."""
+    import redis
+    from django.conf import settings
+
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def _flag_key() -> str:
+    from django.conf import settings
+
+    return f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:{DRAIN_FLAG}"
+
+
+def request_drain() -> bool:
+    """After storing an event: publish a drain unless one is already pending. Returns
+    whether a drain was published. Errors are logged: the event is stored and the beat
+    drain applies it."""
+    from .. import tasks
+
+    try:
+        if not _redis().set(_flag_key(), 1, nx=True, ex=DRAIN_FLAG_TTL):
+            return False
+    except Exception:  # noqa: BLE001 — Redis down: publish anyway, the drain is idempotent
+        logger.exception("drain flag unavailable")
+    try:
+        tasks.drain_stripe_webhooks.delay()
+    except Exception:  # noqa: BLE001 — the event is stored; the beat drain applies it
+        logger.exception("could not enqueue the stripe inbox drain")
+        clear_drain_flag()
+        return False
+    return True
+
+
+def clear_drain_flag() -> None:
+    try:
+        _redis().delete(_flag_key())
+    except Exception:  # noqa: BLE001 — the flag expires on its own
+        logger.exception("could not clear the drain flag")
+
+
+def drain_pending(*, limit: int = 1000) -> int:
+    """Apply every pending event: successes in bulk batches, anything else one by one
+    through the guarded single path. Returns how many events it handled."""
+    done = 0
+    while applied := process_succeeded_batch(limit):
+        done += applied
+    return done + drain_inbox()
 
 
 def drain_inbox(*, batch: int = 200, include_failed: bool = False) -> int:
