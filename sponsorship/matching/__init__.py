@@ -1,1 +1,1 @@
-"""Matching: cleared donor money to approved members' cards (issue 5). See docs/readme/matching.md."""
+"""Matching: cleared donor money to approved members' cards (issue 5). See the Matching section of README.md."""
