@@ -108,3 +108,9 @@ def card_reject_refund(*, card: Card) -> None:
         entries += [debit("allocated_to_cards", amount, fund), credit("donor_funds", amount, fund)]
     if entries:
         ledger_post(key=f"reject:card:{card.pk}", entries=entries, memo=f"Card {card.pk} rejected", kind="reject")
+    # The matcher counts a gift's money as spent while allocations to it exist; releasing the
+    # rejected card's allocations puts the money back in the pool it re-matches from. The
+    # card's history and the ledger keep the record of what happened. Idempotent.
+    from sponsorship.matching.models import Allocation
+
+    Allocation.objects.filter(card=card).delete()

@@ -1,3 +1,6 @@
+import csv
+import io
+
 import pytest
 
 from sponsorship.card_models import Card
@@ -100,3 +103,30 @@ def test_database_refuses_an_over_funded_card(ha_tinh, donor):
         Allocation.objects.create(
             run=r, donation=other, card=alloc.card, fund=gift.fund_key, amount_vnd=5, score=0, rule_version=1
         )
+
+
+def test_money_of_a_card_the_agency_rejects_goes_back_to_the_pool_and_is_matched_again(ha_tinh, donor):
+    from sponsorship.enrollment import batches, cardlist
+
+    commune = communes(ha_tinh)[0]
+    make_household(commune)
+    gift = make_gift(donor, NEAR_POOR_2026)
+    assert run(ha_tinh).cards_funded == 1
+    card = Card.objects.get()
+    batch = batches.batch_create(locality=commune, product=card.product, period=PERIOD)
+    batches.batch_submit(batch_id=batch.pk)
+    rows = cardlist.d10a_rows_for_cards([card], reject={card.pk: "Đã có thẻ"})
+    buf = io.StringIO()
+    csv.writer(buf).writerows([cardlist.D10A_HEADERS, *rows])
+    content = buf.getvalue().encode()
+    job = cardlist.cardlist_import(content=content, file_name="d10a.csv")
+    card.refresh_from_db()
+    assert job.rejected == 1 and card.status == "rejected"
+    assert not Allocation.objects.filter(card=card).exists()
+    assert fund_balances("allocated_to_cards").get(gift.fund_key, 0) == 0
+    assert check_invariants() == []
+    # The returned money funds the household again on the next run, exactly once.
+    again = run(ha_tinh)
+    assert again.money_in_vnd == NEAR_POOR_2026 and again.cards_funded == 1
+    assert Card.objects.filter(status="funded").count() == 1
+    assert check_invariants() == []
