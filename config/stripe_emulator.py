@@ -10,6 +10,12 @@ instances stay isolated). See ../shared/STRIPE_OFFLINE.md.
 import argparse
 import asyncio
 import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def build_app():
@@ -19,6 +25,33 @@ def build_app():
     resources.Store.dump_to_disk = lambda self, *a, **k: None
     resources.Store.try_load_from_disk = lambda self, *a, **k: None
     return app
+
+
+def spawn(*, timeout: float = 15.0) -> tuple[subprocess.Popen, str]:
+    """Start the emulator as a subprocess on a free loopback port (tests, benchmarks); return
+    the process and its base URL once it answers. The caller stops the process."""
+    import requests
+
+    from config.devrun import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "config.stripe_emulator", "--port", str(port)],
+        cwd=BASE_DIR,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            requests.get(f"{base}/v1/customers", auth=("sk_test_emulator", ""), timeout=1)
+            return proc, base
+        except requests.ConnectionError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("the Stripe emulator did not start") from None
+            time.sleep(0.1)
 
 
 def main() -> None:

@@ -5,49 +5,20 @@ records 99 % of them as the webhook path would have (bulk ledger postings) and l
 missed. Then, over the same data in the same run: the raw SDK `auto_paging_iter()` rate, and
 the reconciler's PaymentIntent pass (which must also repair the missed 1 %). Cleans up."""
 
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
-import requests
 from django.conf import settings
 from django.db import connection, transaction
+
+from config import stripe_emulator
 
 from .report import Stopwatch
 
 BENCH_EMAIL = "bench-reconcile@chungtay.invalid"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def add_arguments(parser):
     parser.add_argument("--intents", type=int, default=10_000)
     parser.add_argument("--missed-every", type=int, default=100, help="one in N has no webhook")
     parser.add_argument("--batch", type=int, default=100)
-
-
-def _start_emulator():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "config.stripe_emulator", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=os.environ.copy(),
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            requests.get(f"{base}/v1/customers", auth=("sk_test_bench", ""), timeout=1)
-            return proc, base
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("emulator did not start")
 
 
 def _cleanup():
@@ -81,7 +52,7 @@ def run(options, out) -> dict:
 
     n = options["intents"]
     _cleanup()
-    proc, base = _start_emulator()
+    proc, base = stripe_emulator.spawn()
     saved = (settings.STRIPE_API_BASE, settings.STRIPE_SECRET_KEY)
     settings.STRIPE_API_BASE, settings.STRIPE_SECRET_KEY = base, "sk_test_bench"
     user = User.objects.create_user(BENCH_EMAIL, None, role=Role.DONOR, full_name="benchmark")

@@ -5,7 +5,6 @@ Every tenth event is delivered twice. Checks 0 lost and 0 duplicated. Cleans up.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,8 @@ from pathlib import Path
 import requests
 from django.db import connection, transaction
 
+from config.devrun import free_port
+
 BENCH_EMAIL = "bench-webhooks@chungtay.invalid"
 SECRET = "whsec_bench_webhooks"
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,12 +26,6 @@ def add_arguments(parser):
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--clients", type=int, default=16, help="concurrent HTTP senders")
     parser.add_argument("--timeout", type=float, default=600)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cleanup():
@@ -99,7 +94,7 @@ def run(options, out) -> dict:
         batch_size=5000,
     )
     env = {**os.environ, "STRIPE_WEBHOOK_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}
-    port = _free_port()
+    port = free_port()
     bin_dir = Path(sys.executable).parent
     web = subprocess.Popen(
         [

@@ -2,50 +2,23 @@
 emptied before each test)."""
 
 import json
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
+from config.stripe_emulator import spawn as spawn_emulator
 from donors.models import DonorKind, DonorProfile, Role, User
 from sponsorship import stripe_client
 
 WEBHOOK_SECRET = "whsec_test_chungtay"
 SECRET_KEY = "sk_test_chungtay"
 PUBLISHABLE_KEY = "pk_test_chungtay"
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
 def emulator_base():
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "config.stripe_emulator", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            requests.get(f"{base}/v1/customers", auth=(SECRET_KEY, ""), timeout=1)
-            break
-        except requests.ConnectionError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("the Stripe emulator did not start") from None
-            time.sleep(0.1)
+    proc, base = spawn_emulator()
     yield base
     proc.terminate()
     proc.wait(timeout=5)
