@@ -103,10 +103,6 @@ def stripe_emulator_env(env: dict[str, str], web_port: int) -> dict[str, str]:
     }
 
 
-def manage(env: dict[str, str], *args: str) -> None:
-    subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, check=True)
-
-
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -158,12 +154,16 @@ def check_demo_logins(url: str, logins: list[tuple[str, str, str]]) -> list[str]
     return failures
 
 
-def read_demo_logins(env: dict[str, str]) -> list[tuple[str, str, str]]:
-    out = subprocess.run(
-        [sys.executable, "manage.py", "seed_demo"], cwd=BASE_DIR, env=env, check=True, capture_output=True, text=True
-    ).stdout
+def bootstrap(env: dict[str, str]) -> list[tuple[str, str, str]]:
+    """Run `manage.py bootstrap` (it seeds the demo too), show its output, and return the demo
+    logins it printed as (email, password, role) rows."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "bootstrap"], cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, text=True
+    )
+    sys.stdout.write(result.stdout)
+    result.check_returncode()
     rows = []
-    for line in out.splitlines():
+    for line in result.stdout.splitlines():
         parts = line.split()
         if len(parts) >= 3 and "@" in parts[-2]:
             rows.append((parts[-2], parts[-1], " ".join(parts[:-2])))
@@ -181,8 +181,7 @@ def run_platform(smoke: bool) -> int:
         if not env.get("STRIPE_SECRET_KEY"):
             env.update(stripe_emulator_env(env, port))
         log("bootstrapping: migrations, translations, localities, demo data")
-        manage(env, "bootstrap")
-        logins = read_demo_logins(env)
+        logins = bootstrap(env)
 
         if env.get("CHUNGTAY_STRIPE_EMULATOR_PORT"):
             children.append(
@@ -264,7 +263,7 @@ def run_platform(smoke: bool) -> int:
             return 1
         log(f"healthy: {detail}")
         if smoke:
-            failures = check_demo_logins(url, logins)
+            failures = check_demo_logins(url, logins) if logins else ["bootstrap printed no demo logins"]
             if failures:
                 log("demo logins FAILED: " + "; ".join(failures))
                 return 1
