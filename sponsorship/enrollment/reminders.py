@@ -4,6 +4,7 @@ Idempotent per card and threshold (ReminderSent row claimed before sending)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import date, timedelta
 
 from django.conf import settings
@@ -15,6 +16,8 @@ from donors.models import Role, User
 
 from ..card_models import Card, CardStatus
 from .models import ReminderSent
+
+logger = logging.getLogger(__name__)
 
 LIVE = [CardStatus.ENROLLED, CardStatus.ACTIVE, CardStatus.EXPIRING]
 
@@ -28,6 +31,24 @@ def _recipients(card: Card) -> tuple[list[str], list[str]]:
         .distinct()
     )
     return donors, officers
+
+
+def _send(card, subject: str, left: int, donors: list[str], officers: list[str]) -> int:
+    sent = 0
+    if donors:
+        body = _(
+            "A health insurance card you funded (%(locality)s) is valid until %(valid_to)s. "
+            "You can renew the same household's card from your gifts page."
+        ) % {"locality": card.locality.name, "valid_to": card.valid_to.strftime("%d/%m/%Y")}
+        sent += send_mail(subject, body, None, donors)
+    if officers:
+        body = _("Card %(card)s of household %(household)s is valid until %(valid_to)s.") % {
+            "card": card.card_code,
+            "household": card.household_id,
+            "valid_to": card.valid_to.strftime("%d/%m/%Y"),
+        }
+        sent += send_mail(subject, body, None, officers)
+    return sent
 
 
 def send_renewal_reminders(today: date | None = None) -> int:
@@ -52,19 +73,14 @@ def send_renewal_reminders(today: date | None = None) -> int:
                 continue
             donors, officers = _recipients(card)
             subject = _("A sponsored card expires in %(days)d days") % {"days": left}
-            if donors:
-                body = _(
-                    "A health insurance card you funded (%(locality)s) is valid until %(valid_to)s. "
-                    "You can renew the same household's card from your gifts page."
-                ) % {"locality": card.locality.name, "valid_to": card.valid_to.strftime("%d/%m/%Y")}
-                sent += send_mail(subject, body, None, donors)
-            if officers:
-                body = _("Card %(card)s of household %(household)s is valid until %(valid_to)s.") % {
-                    "card": card.card_code,
-                    "household": card.household_id,
-                    "valid_to": card.valid_to.strftime("%d/%m/%Y"),
-                }
-                sent += send_mail(subject, body, None, officers)
+            try:
+                sent += _send(card, subject, left, donors, officers)
+            except Exception:
+                # The claim stops a second mail; one that never left must not block the retry
+                # of the next run, so the claim goes with it.
+                logger.exception("renewal reminder for card %s failed; will retry", card.pk)
+                claim.delete()
+                continue
             claim.recipients = len(donors) + len(officers)
             claim.save(update_fields=["recipients"])
     return sent

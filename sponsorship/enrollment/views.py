@@ -9,6 +9,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import Max
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -25,7 +26,7 @@ from ..models import Donation
 from . import batches as batch_services
 from .cardlist import cardlist_import
 from .exports import batch_export, to_csv, to_xlsx
-from .models import AgencyBatch, CardFunding, TargetType
+from .models import AgencyBatch, CardFunding, Target, TargetType
 from .selectors import dashboard_rows, public_rows
 
 DASHBOARD_ROLES = {Role.AGENCY_VIEWER, Role.FINANCE, Role.ADMIN}
@@ -36,11 +37,19 @@ def _may_see_dashboard(user) -> bool:
     return user.is_authenticated and (user.is_superuser or user.role in DASHBOARD_ROLES)
 
 
+def default_year() -> int:
+    """The latest year that has targets, not after this one: the dashboard opens on figures,
+    not on an empty future year (the demo's targets are Hà Nội's 2022 ones)."""
+    this_year = date.today().year
+    latest = Target.objects.filter(year__lte=this_year).aggregate(latest=Max("year"))["latest"]
+    return latest or this_year
+
+
 def dashboard_params(request) -> tuple[int, str, int | None]:
     try:
-        year = int(request.GET.get("year") or 2022)
+        year = int(request.GET.get("year") or default_year())
     except ValueError:
-        year = 2022
+        year = default_year()
     type_ = request.GET.get("type") if request.GET.get("type") in TargetType.values else TargetType.HI
     try:
         province = int(request.GET["province"]) if request.GET.get("province") else None

@@ -271,3 +271,21 @@ def test_xlsx_import_enqueues_the_rollup_job_on_commit(hn_commune, make_card, dj
 def test_beat_runs_the_rollups_nightly_and_the_daily_job(settings):
     tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert {"sponsorship.tasks.enrollment_rollups_recompute", "sponsorship.tasks.enrollment_daily"} <= tasks
+
+
+def test_a_reminder_that_failed_to_send_is_retried_by_the_next_run(hn_commune, make_card, mailoutbox, monkeypatch):
+    from sponsorship.enrollment import reminders
+
+    card = make_card(hn_commune)
+    _enrol(card, date(2022, 11, 1), date(2023, 10, 31))
+
+    def refuse(*args, **kwargs):
+        raise ConnectionRefusedError("smtp down")
+
+    monkeypatch.setattr(reminders, "send_mail", refuse)  # the mail server is outside the process
+    assert reminders.send_renewal_reminders(date(2023, 9, 10)) == 0
+    assert not ReminderSent.objects.filter(card=card).exists()  # no claim for a mail never sent
+    monkeypatch.undo()
+    assert reminders.send_renewal_reminders(date(2023, 9, 10)) == 1
+    assert [m.to for m in mailoutbox] == [["lan.donor@example.test"]]
+    assert ReminderSent.objects.filter(card=card, days_before=60).count() == 1

@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from donors.models import Role
 from sponsorship.enrollment import batches, rollups, targets
+from sponsorship.enrollment.models import Target
 from sponsorship.services.cards import card_transition
 
 pytestmark = pytest.mark.django_db
@@ -82,3 +83,13 @@ def test_staff_batch_flow_and_ha_noi_officer_cannot_touch_ha_tinh(client, make_u
     other = batches.batch_create(locality=ht_commune, product="hi_household", period=date(2022, 11, 1))
     assert client.get(reverse("enrollment-batch-export", args=[other.pk, "csv"])).status_code == 404
     assert client.post(reverse("enrollment-batch-action", args=[batch.pk, "paid"])).status_code == 403
+
+
+def test_the_dashboard_opens_on_the_latest_year_with_targets(client, make_user, ha_noi, enrolled):
+    client.force_login(make_user(Role.AGENCY_VIEWER, ha_noi))
+    page = client.get(reverse("enrollment-dashboard"))
+    assert page.context["year"] == 2022  # the seeded targets' year, not an empty current year
+    Target.objects.create(locality=ha_noi, year=2024, type="hi", number=10)
+    assert client.get(reverse("enrollment-dashboard")).context["year"] == 2024
+    Target.objects.create(locality=ha_noi, year=date.today().year + 1, type="hi", number=10)  # next year's plan
+    assert client.get(reverse("enrollment-dashboard")).context["year"] == 2024
