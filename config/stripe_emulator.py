@@ -24,7 +24,85 @@ def build_app():
 
     resources.Store.dump_to_disk = lambda self, *a, **k: None
     resources.Store.try_load_from_disk = lambda self, *a, **k: None
+    _index_store_by_type(resources)
+    if not getattr(app, "_chungtay_seed", False):
+        app.router.add_route("POST", "/_config/chungtay/seed_payment_intents", _seed_payment_intents)
+        app._chungtay_seed = True
     return app
+
+
+def _index_store_by_type(resources) -> None:
+    """localstripe lists a type by scanning every key of its store, and exporting one charge
+    lists its refunds that way twice: paging 10,000 PaymentIntents cost O(store) per object.
+    Keep the store also grouped by type (same insertion order as the store itself), so a
+    list reads only its own type. Behaviour is unchanged; only the cost."""
+    if getattr(resources.Store, "_chungtay_indexed", False):
+        return
+    by_type: dict[str, dict] = {}
+
+    def setitem(self, key, value):
+        dict.__setitem__(self, key, value)
+        by_type.setdefault(key.split(":", 1)[0], {})[key] = value
+
+    def delitem(self, key):
+        dict.__delitem__(self, key)
+        by_type.get(key.split(":", 1)[0], {}).pop(key, None)
+
+    def clear(self):
+        dict.clear(self)
+        by_type.clear()
+
+    def list_all(cls, url, limit=None, starting_after=None, **kwargs):
+        if kwargs:
+            raise resources.UserError(400, "Unexpected " + ", ".join(kwargs.keys()))
+        li = resources.List(url, limit=limit, starting_after=starting_after)
+        li._list = list(by_type.get(cls.object, {}).values())
+        return li
+
+    for key, value in dict.items(resources.store):
+        by_type.setdefault(key.split(":", 1)[0], {})[key] = value
+    resources.Store.__setitem__ = setitem
+    resources.Store.__delitem__ = delitem
+    resources.Store.clear = clear
+    resources.StripeObject._api_list_all = classmethod(list_all)
+    resources.Store._chungtay_indexed = True
+
+
+async def _seed_payment_intents(request):
+    """Benchmarks only: create many confirmed PaymentIntents inside the emulator's own process
+    (the same `PaymentIntent._api_create(confirm=True)` the HTTP API runs, without one
+    request per object). Body: {"payment_method": "pm_card_visa", "items": [{"amount": …,
+    "currency": "vnd", "metadata": {…}}, …]}. Answers the ids in order. Under /_config/ like
+    localstripe's own test hooks (no API key), and the emulator listens on loopback only."""
+    from aiohttp import web
+    from localstripe.resources import PaymentIntent
+
+    body = await request.json()
+    pm = body.get("payment_method", "pm_card_visa")
+    ids = []
+    for item in body.get("items", []):
+        pi = PaymentIntent._api_create(
+            amount=item["amount"],
+            currency=item.get("currency", "vnd"),
+            payment_method=pm,
+            metadata=item.get("metadata") or {},
+            confirm=True,
+        )
+        ids.append(pi.id)
+    return web.json_response({"ids": ids})
+
+
+def seed_payment_intents(base: str, items: list[dict], *, payment_method: str = "pm_card_visa") -> list[str]:
+    """Client side of the seeding hook: returns the PaymentIntent ids, in the order given."""
+    import requests
+
+    r = requests.post(
+        f"{base}/_config/chungtay/seed_payment_intents",
+        json={"payment_method": payment_method, "items": items},
+        timeout=600,
+    )
+    r.raise_for_status()
+    return r.json()["ids"]
 
 
 def spawn(*, timeout: float = 15.0) -> tuple[subprocess.Popen, str]:

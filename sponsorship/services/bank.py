@@ -284,25 +284,6 @@ def match_lines(*, statement_id: int | None = None, batch: int = 20000) -> dict:
 
 # The whole batch in three SQL statements. The status rules mirror donations.apply_totals
 # (keep them in step); the money columns are recomputed from the ledger, not incremented.
-_POST_SQL = """
-WITH pairs AS (
-    SELECT * FROM unnest(%(lines)s::bigint[], %(donations)s::bigint[]) AS p(line_id, donation_id)
-), tx AS (
-    INSERT INTO sponsorship_ledgertransaction (key, kind, memo, donation_id, created_at)
-    SELECT 'bank_paid:line:' || p.line_id, 'bank_paid', 'bank transfer ' || d.reference, p.donation_id, now()
-    FROM pairs p JOIN sponsorship_donation d ON d.id = p.donation_id
-    RETURNING id, key
-)
-INSERT INTO sponsorship_ledgerentry (transaction_id, account, fund, amount)
-SELECT tx.id, x.account, x.fund, x.amount
-FROM pairs p
-JOIN tx ON tx.key = 'bank_paid:line:' || p.line_id
-JOIN sponsorship_bankstatementline l ON l.id = p.line_id
-JOIN sponsorship_donation d ON d.id = p.donation_id
-CROSS JOIN LATERAL (VALUES ('bank_clearing', '', l.amount_vnd), ('donor_funds', d.fund_key, -l.amount_vnd))
-    AS x(account, fund, amount)
-"""
-
 _LINES_SQL = """
 UPDATE sponsorship_bankstatementline l SET
     status = 'matched', donation_id = p.donation_id, matched_at = now(),
@@ -323,42 +304,136 @@ def _pg_format(template: str, names: list[str]) -> str:
     return template
 
 
+# Gifts in these states with nothing refunded take the direct path: their new totals follow
+# from the locked row plus this batch's lines (the same rules as donations.apply_totals
+# with no refund or dispute). Anything else is recomputed from the ledger (RECOMPUTE_SQL).
+_DIRECT_STATUSES = ("pending", "partially_paid", "succeeded")
+
+_LOCK_SQL = """
+SELECT id, reference, fund_key, amount_vnd, amount_received_vnd, amount_refunded_vnd, status, paid_at
+FROM sponsorship_donation WHERE reference = ANY(%s::text[]) AND method = 'bank' ORDER BY id FOR UPDATE
+"""
+
+_GIFTS_SQL = """
+WITH v AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(received)s::bigint[], %(old)s::text[], %(new)s::text[])
+        AS v(id, received, old_status, new_status)
+), upd AS (
+    UPDATE sponsorship_donation d SET
+        amount_received_vnd = v.received, paid_at = COALESCE(d.paid_at, now()), status = v.new_status
+    FROM v WHERE d.id = v.id AND d.status = v.old_status
+    RETURNING d.id
+)
+INSERT INTO sponsorship_donationhistory (donation_id, from_status, to_status, note, at)
+SELECT v.id, v.old_status, v.new_status, %(note)s, now()
+FROM v JOIN upd ON upd.id = v.id WHERE v.old_status <> v.new_status
+"""
+
+_NOTED_LINES_SQL = """
+UPDATE sponsorship_bankstatementline l SET
+    status = 'matched', donation_id = p.donation_id, matched_at = now(), match_note = p.note
+FROM unnest(%(lines)s::bigint[], %(donations)s::bigint[], %(notes)s::text[]) AS p(line_id, donation_id, note)
+WHERE l.id = p.line_id AND l.status = 'unmatched'
+"""
+
+
 def _match_batch(lines: list[BankStatementLine]) -> tuple[int, int]:
+    """One batch, set-based: lock the pledges named in the descriptions, post one balanced
+    ledger transaction per line (keyed by the line, all in this DB transaction), move the
+    gifts' totals and statuses in one guarded UPDATE … FROM, note each line (partial, over,
+    full, in line order for a gift paid by several lines), queue one receipt task."""
     from django.db import connection
 
     from .donations import RECOMPUTE_SQL
 
     cands = {line.id: candidate_references(line.description) for line in lines}
-    refs = {r for rs in cands.values() for r in rs}
-    pledges = dict(
-        Donation.objects.select_for_update()
-        .filter(reference__in=refs, method=Method.BANK)
-        .order_by("id")
-        .values_list("reference", "id")
-    )
+    refs = sorted({r for rs in cands.values() for r in rs})
+    if not refs:
+        return 0, len(lines)
+    with connection.cursor() as cur:
+        cur.execute(_LOCK_SQL, [refs])
+        gifts = {row[1]: row for row in cur.fetchall()}
     pairs = []
     for line in lines:
-        donation_id = next((pledges[r] for r in cands[line.id] if r in pledges), None)
-        if donation_id is not None:
-            pairs.append((line.id, donation_id))
+        gift = next((gifts[r] for r in cands[line.id] if r in gifts), None)
+        if gift is not None:
+            pairs.append((line, gift))
     if not pairs:
         return 0, len(lines)
-    params = {"lines": [p[0] for p in pairs], "donations": [p[1] for p in pairs]}
-    touched = sorted({p[1] for p in pairs})
+
+    by_ref = str(_("matched by reference"))
+    partial, over, full = (
+        _("partial payment: %(r)s of %(p)s VND received"),
+        _("over-payment: %(x)s VND more than pledged"),
+        str(_("paid in full")),
+    )
+    running: dict[int, int] = {}
+    direct: dict[int, tuple] = {}
+    notes: list[str] = []
+    recompute: set[int] = set()
+    for line, (gid, _ref, _fund, pledged, received, refunded, status, _paid_at) in pairs:
+        if status not in _DIRECT_STATUSES or refunded:
+            recompute.add(gid)
+            notes.append("")
+            continue
+        total = running.get(gid, received) + line.amount_vnd
+        running[gid] = total
+        if total < pledged:
+            explicit = partial % {"r": total, "p": pledged}
+        elif total > pledged:
+            explicit = over % {"x": total - pledged}
+        else:
+            explicit = full
+        notes.append(f"{by_ref} · {explicit}"[:200])
+        direct[gid] = (total, status, "partially_paid" if total < pledged else "succeeded")
+
     with connection.cursor() as cur:
-        cur.execute(_POST_SQL, params)
-        cur.execute(RECOMPUTE_SQL, {"ids": touched, "note": "bank statement"})
-        newly_paid = [row[0] for row in cur.fetchall()]
-        cur.execute(
-            _LINES_SQL,
-            {
-                **params,
-                "by_ref": str(_("matched by reference")),
-                "partial": _pg_format(_("partial payment: %(r)s of %(p)s VND received"), ["r", "p"]),
-                "over": _pg_format(_("over-payment: %(x)s VND more than pledged"), ["x"]),
-                "full": str(_("paid in full")),
-            },
+        ledger.post_transfers(
+            kind="bank_paid",
+            debit_account=Account.BANK_CLEARING,
+            credit_account=Account.DONOR_FUNDS,
+            rows=[
+                (f"bank_paid:line:{line.id}", g[0], f"bank transfer {g[1]}", g[2], line.amount_vnd) for line, g in pairs
+            ],
         )
+        newly_paid = [g[0] for g in gifts.values() if g[7] is None and g[0] in direct]
+        if direct:
+            ids = list(direct)
+            cur.execute(
+                _GIFTS_SQL,
+                {
+                    "ids": ids,
+                    "received": [direct[i][0] for i in ids],
+                    "old": [direct[i][1] for i in ids],
+                    "new": [direct[i][2] for i in ids],
+                    "note": "bank statement",
+                },
+            )
+            noted = [(line.id, g[0], note) for (line, g), note in zip(pairs, notes, strict=True) if note]
+            cur.execute(
+                _NOTED_LINES_SQL,
+                {
+                    "lines": [x[0] for x in noted],
+                    "donations": [x[1] for x in noted],
+                    "notes": [x[2] for x in noted],
+                },
+            )
+        if recompute:
+            # Refunded or otherwise unusual gifts: totals from the ledger, notes from the result.
+            cur.execute(RECOMPUTE_SQL, {"ids": sorted(recompute), "note": "bank statement"})
+            newly_paid += [row[0] for row in cur.fetchall()]
+            rest = [(line.id, g[0]) for line, g in pairs if g[0] in recompute]
+            cur.execute(
+                _LINES_SQL,
+                {
+                    "lines": [x[0] for x in rest],
+                    "donations": [x[1] for x in rest],
+                    "by_ref": by_ref,
+                    "partial": _pg_format(partial, ["r", "p"]),
+                    "over": _pg_format(over, ["x"]),
+                    "full": full,
+                },
+            )
     if newly_paid:
         from .. import tasks
 

@@ -87,6 +87,65 @@ def ledger_post(*, key: str, entries: Iterable[Entry], memo: str = "", kind: str
     return tx, True
 
 
+_TRANSFERS_SQL = """
+WITH src AS (
+    SELECT * FROM unnest(%(keys)s::text[], %(donations)s::bigint[], %(memos)s::text[], %(funds)s::text[],
+        %(amounts)s::bigint[]) AS s(key, donation_id, memo, fund, amount)
+), tx AS (
+    INSERT INTO sponsorship_ledgertransaction (key, kind, memo, donation_id, created_at)
+    SELECT key, %(kind)s, memo, donation_id, now() FROM src
+    RETURNING id, key
+)
+INSERT INTO sponsorship_ledgerentry (transaction_id, account, fund, amount)
+SELECT tx.id, x.account, x.fund, x.amount
+FROM src JOIN tx ON tx.key = src.key
+CROSS JOIN LATERAL (VALUES (%(debit)s, CASE WHEN %(debit_fund)s THEN src.fund ELSE '' END, src.amount),
+                           (%(credit)s, CASE WHEN %(credit_fund)s THEN src.fund ELSE '' END, -src.amount))
+    AS x(account, fund, amount)
+"""
+
+
+def post_transfers(*, kind: str, debit_account: str, credit_account: str, rows: list[tuple]) -> int:
+    """Bulk form of `ledger_post` for many two-leg movements of one kind (statement lines):
+    rows are (key, donation id, memo, fund, amount > 0); each becomes its own transaction
+    `Dr debit_account amount / Cr credit_account amount` (the fund on the side that is a fund
+    account), all in two SQL statements inside the caller's DB transaction. Each balances by
+    construction and the deferred balance trigger still checks them at commit. Keys must be
+    new: a used key raises IntegrityError and the caller's transaction rolls back (callers
+    claim their rows first, so a retry never reaches here twice). Returns the count."""
+    from django.db import connection
+
+    for account in (debit_account, credit_account):
+        if account not in Account.values:
+            raise ApplicationError(f"Unknown ledger account {account!r}.", code="ledger_account")
+    fund_side = {a: a in FUND_ACCOUNTS for a in (debit_account, credit_account)}
+    if not rows:
+        return 0
+    for key, _donation, _memo, fund, amount in rows:
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+            raise ApplicationError(f"Ledger amounts are positive integer VND ({key}).", code="ledger_not_integer")
+        if any(fund_side.values()) and not fund:
+            raise ApplicationError(f"Transfer {key} needs a fund.", code="ledger_fund")
+    cols = list(zip(*rows, strict=True))
+    with connection.cursor() as cur:
+        cur.execute(
+            _TRANSFERS_SQL,
+            {
+                "keys": list(cols[0]),
+                "donations": list(cols[1]),
+                "memos": [m[:300] for m in cols[2]],
+                "funds": list(cols[3]),
+                "amounts": list(cols[4]),
+                "kind": kind,
+                "debit": debit_account,
+                "credit": credit_account,
+                "debit_fund": fund_side[debit_account],
+                "credit_fund": fund_side[credit_account],
+            },
+        )
+    return len(rows)
+
+
 def _assert_same(tx: LedgerTransaction, cleaned: list[Entry]) -> None:
     have = sorted((e.account, e.fund, e.amount) for e in tx.entries.all())
     want = sorted((e.account, e.fund, e.amount) for e in cleaned)

@@ -74,3 +74,19 @@ def test_the_reconciler_pages_in_bounded_batches_and_resumes_from_its_cursor(str
     # ...and the next run carries on from there.
     reconcile.reconcile_payment_intents(batch=2, max_pages=10)
     assert ledger.natural_balance(Account.DONOR_FUNDS) == sum(100_000 + i for i in range(5))
+
+
+def test_seeded_payment_intents_page_in_order_and_are_repaired(stripe_emulator, donor_an):
+    """The emulator's seeding hook (benchmarks) makes real confirmed PaymentIntents, and its
+    by-type listing pages them completely, oldest first, across page boundaries."""
+    from config.stripe_emulator import seed_payment_intents
+
+    gifts = [donation_create(donor=donor_an, method=Method.CARD, amount_vnd=200_000 + i)[0] for i in range(5)]
+    ids = seed_payment_intents(
+        stripe_emulator,
+        [{"amount": g.amount_vnd, "currency": "vnd", "metadata": {"donation_id": str(g.pk)}} for g in gifts],
+    )
+    assert [p["id"] for p in stripe_client.iter_all_payment_intents()] == ids
+    out = reconcile.reconcile_payment_intents(batch=2, max_pages=10)
+    assert out == {"checked": 5, "repaired": 5}
+    assert ledger.natural_balance(Account.DONOR_FUNDS) == sum(g.amount_vnd for g in gifts)
