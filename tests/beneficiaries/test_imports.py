@@ -209,7 +209,7 @@ def test_a_transient_database_error_hands_the_job_back_for_a_retry(officer, than
     def lost(*args, **kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(imports._Writer, "batch", lost)
+    monkeypatch.setattr(imports, "_copy_file", lost)
     monkeypatch.setattr(imports.connection, "close", lambda: None)  # keep the test's connection
     with pytest.raises(OperationalError):
         import_job_run(job_id=job.pk)
