@@ -17,12 +17,13 @@ from beneficiaries.services.imports import (
     COLUMNS,
     ERROR_FIELDS,
     FLAG_FIELDS,
+    FOLD_SQL,
     Context,
     _create_communes,
     _create_raw,
     _messages,
     _sql_params,
-    _validation_sql,
+    _validate,
     validate_rows,
 )
 
@@ -103,12 +104,14 @@ def _sql(raws, ctx, msg):
         _create_communes(cursor, ctx)
         _create_raw(cursor, len(FIELDS))
         imports._copy_records(cursor, [[r.get(f, "") for f in FIELDS] for r in raws], len(FIELDS), _NoProgress())
-        cursor.execute(_validation_sql(FIELDS, len(FIELDS)), _sql_params(ctx, msg))
+        params = _sql_params(ctx, msg)
+        _validate(cursor, FIELDS, len(FIELDS), params)
         errors_sql = ", ".join(f"e_{f}" for f in ERROR_FIELDS)
         cursor.execute(
-            f"""SELECT row_number, ok, e_dup, {errors_sql}, locality_id, ref, name, name_ascii, dob, sex_v, pid,
+            f"""SELECT row_number, ok, e_dup, {errors_sql}, locality_id, ref, name, {FOLD_SQL}, dob, sex_v, pid,
                 relation_v, poverty_v, year_v, valid_until, {", ".join(f"{f}_v" for f in FLAG_FIELDS)}
-            FROM import_val ORDER BY row_number"""
+            FROM import_val ORDER BY row_number""",
+            params,
         )
         return cursor.fetchall()
 
