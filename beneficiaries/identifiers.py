@@ -26,7 +26,8 @@ def personal_id_errors(personal_id: str, *, date_of_birth: date | None, sex: str
 
     Messages are per field so a form or an import error file can point at the right column.
     """
-    if not personal_id or len(personal_id) != 12 or not personal_id.isdigit():
+    # isascii: "０４２…" (full-width) passes isdigit() but not the database's [0-9]{12} check.
+    if not personal_id or len(personal_id) != 12 or not personal_id.isascii() or not personal_id.isdigit():
         return {"personal_id": _("The personal ID must be exactly 12 digits.")}
     if int(personal_id[:3]) not in LEGACY_PROVINCE_CODES:
         return {"personal_id": _("The first three digits of the personal ID are not a province code.")}

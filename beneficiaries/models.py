@@ -172,6 +172,12 @@ class Member(models.Model):
         "donors.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     is_possible_duplicate = models.BooleanField(_("possible duplicate"), default=False)
+    # Months of state support for voluntary SI this person has already had (FACTS §3: at most
+    # 10 years); pricing stops the support once the cap is used up. db_default: set-based
+    # INSERTs (the import) need not name it.
+    vsi_support_months_used = models.PositiveSmallIntegerField(
+        _("voluntary SI support months used"), default=0, db_default=0
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -229,7 +229,9 @@ def _price_vsi(*, member, household, months, on_date, income_vnd, support_months
     group, share = max(shares.items(), key=lambda kv: kv[1])
     premium = _vnd(params.contribution_rate * income * months)
     # Support is a share of the *minimum* contribution, for at most support_years_cap years.
-    supported_months = max(0, min(months, params.support_years_cap * 12 - support_months_used))
+    # The months already used are stored on the member; a caller may know of more.
+    used = max(support_months_used, getattr(member, "vsi_support_months_used", 0) or 0)
+    supported_months = max(0, min(months, params.support_years_cap * 12 - used))
     state = _vnd(share * params.contribution_rate * params.min_income_vnd * supported_months)
     return Price(
         product=Product.VOLUNTARY_SI,

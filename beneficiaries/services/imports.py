@@ -1,17 +1,19 @@
 """Bulk import of commune lists (CSV or XLSX, Vietnamese or English headers).
 
-Two phases, so that a file-level error leaves nothing half-written and progress is visible:
+Everything happens in PostgreSQL, set-based, in one transaction (a file-level error at any
+point leaves nothing half-written):
 
-1. Parse and validate row by row in Python (progress is committed on the ImportJob every
-   PROGRESS_EVERY rows). Good rows go to a temporary file in COPY format; bad rows are kept
-   as (row number, field, reason). Any file-level error (encoding, empty, missing columns,
-   too large) fails the job before the database is touched.
-2. One transaction: COPY the good rows into a temporary staging table, then set-based
-   INSERT … ON CONFLICT DO NOTHING into households and members (keyed on the personal ID,
-   so importing the same file again changes nothing), one INSERT … SELECT of history rows,
-   one UPDATE flagging near-duplicates, and the row errors.
+1. Load: the CSV file is COPYed as it is into a temporary staging table (PostgreSQL's own CSV
+   reader; Python's reader only for files it refuses, and for XLSX via openpyxl read-only).
+2. Validate: one statement applies every rule of a row (`_validation_sql`; the same rules in
+   Python are `validate_row`, and a property-based test keeps the two in agreement) and
+   writes (row, field, reason) for each bad row.
+3. Write: new households (ids drawn from the sequence), then the new members in batches in
+   personal-ID order with one history row each (INSERT … SELECT; re-importing the same file
+   changes nothing, keyed on the personal ID), progress published after each batch;
+   near-duplicates (same folded name + date of birth + commune) are flagged for a reviewer.
 
-Set-based rather than row by row because a province sends lists of a million people.
+Set-based because a province sends lists of a million people.
 """
 
 from __future__ import annotations
@@ -19,24 +21,34 @@ from __future__ import annotations
 import csv
 import io
 import os
-import queue
 import re
-import threading
+import time
 import unicodedata
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 
+import psycopg
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, connection, transaction
-from django.utils import timezone, translation
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    OperationalError,
+    connection,
+    connections,
+    transaction,
+)
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from config.exceptions import ApplicationError
 from donors.models import User
 from donors.scopes import is_nationwide, scope_localities
 
-from ..identifiers import CENTURIES, LEGACY_PROVINCE_CODES
+from ..identifiers import LEGACY_PROVINCE_CODES, personal_id_errors
+from ..localities import ascii_fold
 from ..models import (
     Household,
     ImportJob,
@@ -54,8 +66,8 @@ from ..models import (
 )
 from .registry import INTAKE_ROLES
 
-# Rows per batch handed from the parser to the writer (and per progress update).
-BATCH_ROWS = 50_000
+# New members per INSERT (and per progress update).
+BATCH_ROWS = 100_000
 
 
 @lru_cache(maxsize=4096)
@@ -137,31 +149,42 @@ POVERTY = {
 TRUE = {"x", "1", "co", "yes", "true", "c", "y"}
 FALSE = {"", "0", "khong", "no", "false", "k", "n"}
 
-# Staging columns, in COPY order.
-STAGE_COLUMNS = [
-    ("row_number", "integer"),
-    ("locality_id", "bigint"),
-    ("household_ref", "text"),
-    ("address", "text"),
-    ("phone", "text"),
-    ("poverty_class", "text"),
-    ("certificate_number", "text"),
-    ("certificate_year", "smallint"),
-    ("is_poor_commune", "boolean"),
-    ("is_ethnic_minority", "boolean"),
-    ("is_island_commune", "boolean"),
-    ("full_name", "text"),
-    ("name_ascii", "text"),
-    ("date_of_birth", "date"),
-    ("sex", "text"),
-    ("personal_id", "text"),
-    ("si_code", "text"),
-    ("ethnicity", "text"),
-    ("relation", "text"),
-    ("is_student", "boolean"),
-    ("card_group", "text"),
-    ("card_valid_until", "date"),
-]
+# Whitespace as Python's str.split()/str.strip() see it; the SQL uses the same set so that
+# "Nguyễn\u00a0Văn" is squashed the same way on both sides.
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680"
+    + "".join(map(chr, range(0x2000, 0x200B)))
+    + ("\u2028\u2029\u202f\u205f\u3000")
+)
+# Combining marks that NFD produces for Latin (Vietnamese) text.
+COMBINING_RE = "[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]"
+DATE_RE = r"^([0-9]+)([/.-])([0-9]+)\2([0-9]+)$"
+FLAG_FIELDS = ("is_poor_commune", "is_ethnic_minority", "is_island_commune", "is_student")
+# The order in which a row's errors are listed (one error per field at most).
+ERROR_FIELDS = (
+    "full_name",
+    "date_of_birth",
+    "sex",
+    "personal_id",
+    "commune_code",
+    "si_code",
+    "relation",
+    "poverty_class",
+    "certificate_year",
+    *FLAG_FIELDS,
+    "card_valid_until",
+)
+# Longest stored value of each text column (the model's max_length).
+LIMITS = {
+    "household_ref": 40,
+    "address": 300,
+    "phone": 20,
+    "certificate_number": 40,
+    "full_name": 200,
+    "name_ascii": 200,
+    "ethnicity": 60,
+    "card_group": 4,
+}
 
 
 class ImportFileError(ApplicationError):
@@ -175,6 +198,31 @@ class RowError:
     reason: str
 
 
+def _messages() -> dict[str, str]:
+    """Every row-level reason, translated once per job; the SQL gets them as parameters."""
+    return {
+        "name_required": _("The full name is required."),
+        "dob_range": _("The date of birth is out of range."),
+        "not_a_date_v": _("Not a date (expected dd/mm/yyyy): %(v)s"),
+        "sex": _("Sex must be Nam or Nữ."),
+        "pid_digits": _("The personal ID must be exactly 12 digits."),
+        "pid_province": _("The first three digits of the personal ID are not a province code."),
+        "pid_century": _("The fourth digit of the personal ID must be 0 to 5 (century and sex)."),
+        "pid_year": _("The date of birth (year %(dob)s) does not match the personal ID (year %(id)s)."),
+        "pid_sex": _("The sex does not match the personal ID's fourth digit."),
+        "pid_dup": _("The same personal ID is already on row %(row)s."),
+        "commune_scope": _("You may not register people in this commune."),
+        "commune_frozen": _("The list of this commune is frozen."),
+        "commune_unknown": _("Unknown commune code (2025 list): %(v)s"),
+        "si_code": _("The social insurance code must be 10 digits."),
+        "relation": _("Unknown relation to the head of household."),
+        "poverty": _("Poverty class must be nghèo, cận nghèo, nông lâm ngư nghiệp or empty."),
+        "year": _("Not a year."),
+        "flag": _("Expected x/có or empty."),
+        "not_a_date": _("Not a date (expected dd/mm/yyyy)."),
+    }
+
+
 def _clean(value) -> str:
     if value is None:
         return ""
@@ -182,174 +230,166 @@ def _clean(value) -> str:
         value = int(value)
     if isinstance(value, date):
         return value.isoformat()
-    return str(value).strip()
+    return str(value)
 
 
-def _copy_text(value: str) -> str:
-    # COPY text format: backslash, tab and newlines are special.
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        value = value.replace("\\", "\\\\").replace("\t", " ").replace("\n", " ").replace("\r", " ")
-    return value
+def _parse_date(value: str) -> date | None:
+    """dd/mm/yyyy (Vietnamese forms), dd-mm-yyyy, dd.mm.yyyy or ISO yyyy-mm-dd; None if not
+    a date. A time after a space or a 'T' (XLSX datetimes) is ignored."""
+    m = re.fullmatch(DATE_RE.strip("^$"), value.split(" ")[0].split("T")[0])
+    if not m:
+        return None
+    a, c = m.group(1), m.group(4)
+    y, d = (a, c) if len(a) == 4 else (c, a)
+    try:
+        return date(int(y), int(m.group(3)), int(d))
+    except ValueError:
+        return None
 
 
-def _parse_date(value: str) -> date:
-    """dd/mm/yyyy (Vietnamese forms), dd-mm-yyyy, dd.mm.yyyy or ISO yyyy-mm-dd."""
-    value = value.split(" ")[0].split("T")[0]
-    for sep in ("/", "-", "."):
-        if sep in value:
-            a, b, c = value.split(sep)
-            if len(a) == 4:
-                return date(int(a), int(b), int(c))
-            return date(int(c), int(b), int(a))
-    raise ValueError(value)
-
-
-@lru_cache(maxsize=65536)
-def _fold_name(name: str) -> str:
-    if name.isascii():
-        return " ".join(name.lower().split())
-    text = name.replace("đ", "d").replace("Đ", "D")
-    text = "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
-    return " ".join(text.lower().split())
-
-
-def _bool(value: str, field: str) -> bool:
+def _flag(value: str) -> bool | None:
     k = _key(value)
-    if k in TRUE:
-        return True
-    if k in FALSE:
-        return False
-    raise ValueError(field)
+    return True if k in TRUE else False if k in FALSE else None
 
 
-class _Validator:
-    """Turns one row (a dict field → text) into a COPY line or a list of errors."""
+@dataclass
+class Context:
+    """What a row is checked against: the 2025 communes, the user's scope, frozen lists."""
 
-    def __init__(self, *, user: User, today: date):
-        self.today = today
+    today: date
+    communes: dict[int, tuple[int, int]]  # code → (locality id, province id)
+    nationwide: bool
+    provinces: frozenset[int]
+    scope_communes: frozenset[int]
+    frozen: frozenset[int]
+
+    @classmethod
+    def for_user(cls, user: User, today: date) -> Context:
         communes = Locality.objects.filter(scheme=Scheme.CURRENT, level=Level.COMMUNE)
-        self.communes = {code: (pk, prov) for code, pk, prov in communes.values_list("code", "id", "province_id")}
-        frozen = set(LocalityFreeze.objects.filter(unfrozen_at__isnull=True).values_list("locality_id", flat=True))
-        self.frozen = frozen
-        self.nationwide = is_nationwide(user)
-        self.provinces, self.scope_communes = scope_localities(user)
-        self.seen: dict[str, int] = {}
-
-    def row(self, n: int, raw: dict[str, str]) -> tuple[str | None, list[RowError]]:
-        errors: list[RowError] = []
-
-        def err(field, reason):
-            errors.append(RowError(n, field, reason))
-
-        name = " ".join(raw.get("full_name", "").split())
-        if not name:
-            err("full_name", _("The full name is required."))
-        dob = None
-        dob_text = raw.get("date_of_birth", "")
-        try:
-            dob = _parse_date(dob_text)
-            if dob > self.today or dob.year < 1900:
-                err("date_of_birth", _("The date of birth is out of range."))
-                dob = None
-        except (ValueError, TypeError):
-            err("date_of_birth", _("Not a date (expected dd/mm/yyyy): %(v)s") % {"v": dob_text[:30]})
-        sex = SEX.get(_key(raw.get("sex", "")))
-        if sex is None:
-            err("sex", _("Sex must be Nam or Nữ."))
-        pid = raw.get("personal_id", "").replace(" ", "")
-        if len(pid) == 11 and pid.isdigit():
-            pid = "0" + pid  # spreadsheets drop the leading zero of 001…, 042…
-        if len(pid) != 12 or not pid.isdigit():
-            err("personal_id", _("The personal ID must be exactly 12 digits."))
-        elif int(pid[:3]) not in LEGACY_PROVINCE_CODES:
-            err("personal_id", _("The first three digits of the personal ID are not a province code."))
-        elif int(pid[3]) not in CENTURIES:
-            err("personal_id", _("The fourth digit of the personal ID must be 0 to 5 (century and sex)."))
-        else:
-            digit = int(pid[3])
-            if dob is not None and CENTURIES[digit] + int(pid[4:6]) != dob.year:
-                err("date_of_birth", _("The date of birth does not match the personal ID's birth year."))
-            if sex is not None and ("female" if digit % 2 else "male") != sex:
-                err("sex", _("The sex does not match the personal ID's fourth digit."))
-            first = self.seen.get(pid)
-            if first is not None:
-                err("personal_id", _("The same personal ID is already on row %(row)s.") % {"row": first})
-        code_text = raw.get("commune_code", "")
-        locality_id = None
-        try:
-            code = int(code_text)
-            locality_id, province_id = self.communes[code]
-            if not self.nationwide and locality_id not in self.scope_communes and province_id not in self.provinces:
-                err("commune_code", _("You may not register people in this commune."))
-                locality_id = None
-            elif locality_id in self.frozen or province_id in self.frozen:
-                err("commune_code", _("The list of this commune is frozen."))
-                locality_id = None
-        except (ValueError, KeyError):
-            err("commune_code", _("Unknown commune code (2025 list): %(v)s") % {"v": code_text[:20]})
-        si_code = raw.get("si_code", "")
-        if si_code and not (len(si_code) == 10 and si_code.isdigit()):
-            err("si_code", _("The social insurance code must be 10 digits."))
-        relation = RELATION.get(_key(raw.get("relation", "")))
-        if relation is None:
-            err("relation", _("Unknown relation to the head of household."))
-        poverty = POVERTY.get(_key(raw.get("poverty_class", "")))
-        if poverty is None:
-            err("poverty_class", _("Poverty class must be nghèo, cận nghèo, nông lâm ngư nghiệp or empty."))
-        year_text = raw.get("certificate_year", "")
-        year = ""
-        if year_text:
-            if year_text.isdigit() and 2000 <= int(year_text) <= self.today.year + 1:
-                year = year_text
-            else:
-                err("certificate_year", _("Not a year."))
-        flags = []
-        for field in ("is_poor_commune", "is_ethnic_minority", "is_island_commune", "is_student"):
-            try:
-                flags.append("t" if _bool(raw.get(field, ""), field) else "f")
-            except ValueError:
-                err(field, _("Expected x/có or empty."))
-                flags.append("f")
-        valid_until = ""
-        if raw.get("card_valid_until"):
-            try:
-                valid_until = _parse_date(raw["card_valid_until"]).isoformat()
-            except (ValueError, TypeError):
-                err("card_valid_until", _("Not a date (expected dd/mm/yyyy)."))
-        if errors:
-            return None, errors
-        self.seen[pid] = n
-        line = "\t".join(
-            (
-                str(n),
-                str(locality_id),
-                _copy_text(raw.get("household_ref", "") or pid)[:40],
-                _copy_text(raw.get("address", ""))[:300],
-                _copy_text(raw.get("phone", ""))[:20],
-                poverty,
-                _copy_text(raw.get("certificate_number", ""))[:40],
-                year or "\\N",
-                flags[0],
-                flags[1],
-                flags[2],
-                _copy_text(name)[:200],
-                _copy_text(_fold_name(name))[:200],
-                dob.isoformat(),
-                sex,
-                pid,
-                si_code,
-                _copy_text(raw.get("ethnicity", ""))[:60],
-                relation,
-                flags[3],
-                _copy_text(raw.get("card_group", ""))[:4],
-                valid_until or "\\N",
-            )
+        provinces, scope_communes = scope_localities(user)
+        return cls(
+            today=today,
+            communes={code: (pk, prov) for code, pk, prov in communes.values_list("code", "id", "province_id")},
+            nationwide=is_nationwide(user),
+            provinces=frozenset(provinces),
+            scope_communes=frozenset(scope_communes),
+            frozen=frozenset(
+                LocalityFreeze.objects.filter(unfrozen_at__isnull=True).values_list("locality_id", flat=True)
+            ),
         )
-        return line + "\n", []
+
+
+def validate_row(raw: dict[str, str], ctx: Context, msg: dict[str, str]) -> tuple[dict | None, dict[str, str]]:
+    """The rules of one row, in Python: (values to store, field → reason).
+
+    This is the reference the import's SQL (`_validation_sql`) is tested against on random
+    rows (tests/beneficiaries/test_imports_sql.py); the personal ID goes through the same
+    `personal_id_errors` as the staff form. Duplicates inside a file are file-level
+    (`validate_rows`). `raw` holds the stripped cell texts.
+    """
+    errors: dict[str, str] = {}
+    name = " ".join(raw.get("full_name", "").split())
+    if not name:
+        errors["full_name"] = msg["name_required"]
+    dob_text = raw.get("date_of_birth", "")
+    dob = _parse_date(dob_text)
+    if dob is None:
+        errors["date_of_birth"] = msg["not_a_date_v"] % {"v": dob_text[:30]}
+    elif dob > ctx.today or dob.year < 1900:
+        errors["date_of_birth"] = msg["dob_range"]
+        dob = None
+    sex = SEX.get(_key(raw.get("sex", "")))
+    if sex is None:
+        errors["sex"] = msg["sex"]
+    pid = raw.get("personal_id", "").replace(" ", "")
+    if len(pid) == 11 and pid.isascii() and pid.isdigit():
+        pid = "0" + pid  # spreadsheets drop the leading zero of 001…, 042…
+    for field, reason in personal_id_errors(pid, date_of_birth=dob, sex=sex).items():
+        errors.setdefault(field, reason)
+    code_text = raw.get("commune_code", "")
+    locality_id = None
+    commune = ctx.communes.get(int(code_text)) if code_text.isascii() and code_text.isdigit() else None
+    if commune is None:
+        errors["commune_code"] = msg["commune_unknown"] % {"v": code_text[:20]}
+    else:
+        locality_id, province_id = commune
+        if not (ctx.nationwide or locality_id in ctx.scope_communes or province_id in ctx.provinces):
+            errors["commune_code"] = msg["commune_scope"]
+        elif locality_id in ctx.frozen or province_id in ctx.frozen:
+            errors["commune_code"] = msg["commune_frozen"]
+    si_code = raw.get("si_code", "")
+    if si_code and not (len(si_code) == 10 and si_code.isascii() and si_code.isdigit()):
+        errors["si_code"] = msg["si_code"]
+    relation = RELATION.get(_key(raw.get("relation", "")))
+    if relation is None:
+        errors["relation"] = msg["relation"]
+    poverty = POVERTY.get(_key(raw.get("poverty_class", "")))
+    if poverty is None:
+        errors["poverty_class"] = msg["poverty"]
+    year_text = raw.get("certificate_year", "")
+    year = None
+    if year_text:
+        if year_text.isascii() and year_text.isdigit() and 2000 <= int(year_text) <= ctx.today.year + 1:
+            year = int(year_text)
+        else:
+            errors["certificate_year"] = msg["year"]
+    flags = {}
+    for field in FLAG_FIELDS:
+        flags[field] = _flag(raw.get(field, ""))
+        if flags[field] is None:
+            errors[field] = msg["flag"]
+    valid_until = None
+    if raw.get("card_valid_until"):
+        valid_until = _parse_date(raw["card_valid_until"])
+        if valid_until is None:
+            errors["card_valid_until"] = msg["not_a_date"]
+    if errors:
+        return None, errors
+    return {
+        "locality_id": locality_id,
+        "household_ref": (raw.get("household_ref", "") or pid)[: LIMITS["household_ref"]],
+        "address": raw.get("address", "")[: LIMITS["address"]],
+        "phone": raw.get("phone", "")[: LIMITS["phone"]],
+        "poverty_class": poverty,
+        "certificate_number": raw.get("certificate_number", "")[: LIMITS["certificate_number"]],
+        "certificate_year": year,
+        **{f: flags[f] for f in FLAG_FIELDS},
+        "full_name": name[: LIMITS["full_name"]],
+        "name_ascii": ascii_fold(name)[: LIMITS["name_ascii"]],
+        "date_of_birth": dob,
+        "sex": sex,
+        "personal_id": pid,
+        "si_code": si_code,
+        "ethnicity": raw.get("ethnicity", "")[: LIMITS["ethnicity"]],
+        "relation": relation,
+        "card_group": raw.get("card_group", "")[: LIMITS["card_group"]],
+        "card_valid_until": valid_until,
+    }, errors
+
+
+def validate_rows(rows, ctx: Context, msg: dict[str, str]) -> tuple[dict[int, dict], list[RowError]]:
+    """The reference for a whole file: rows are (row number, raw dict). A personal ID that
+    an earlier good row already has is refused on the later row."""
+    good: dict[int, dict] = {}
+    errors: list[RowError] = []
+    seen: dict[str, int] = {}
+    for n, raw in rows:
+        values, row_errors = validate_row(raw, ctx, msg)
+        pid = raw.get("personal_id", "").replace(" ", "")
+        pid = "0" + pid if len(pid) == 11 and pid.isascii() and pid.isdigit() else pid
+        if "personal_id" not in row_errors and pid in seen:
+            row_errors["personal_id"] = msg["pid_dup"] % {"row": seen[pid]}
+            values = None
+        if values is None:
+            errors.extend(RowError(n, f, row_errors[f]) for f in ERROR_FIELDS if f in row_errors)
+        else:
+            seen[pid] = n
+            good[n] = values
+    return good, errors
 
 
 def _header_fields(header: list) -> list[str | None]:
-    fields = [HEADER_TO_FIELD.get(_key(_clean(h))) for h in header]
+    fields = [HEADER_TO_FIELD.get(_key(_clean(h).strip())) for h in header]
     missing = [f for f in REQUIRED if f not in fields]
     if missing:
         names = ", ".join(f"{COLUMNS[f][0]} ({f})" for f in missing)
@@ -357,13 +397,21 @@ def _header_fields(header: list) -> list[str | None]:
     return fields
 
 
-def _csv_rows(path: str):
-    """(total rows, iterator of lists). Strict UTF-8 (with or without BOM)."""
+ENCODING_ERROR = "The file is not UTF-8 encoded. Save it as “CSV UTF-8” and upload it again."
+
+
+def _scan_csv(path: str) -> dict:
+    """One pass over the bytes: line count, delimiter, header, and whether PostgreSQL's own
+    CSV reader may take the file as is (no '\\.' line, which would end its COPY early)."""
     with open(path, "rb") as fh:
         head = fh.read(64 * 1024)
-        total = head.count(b"\n")
+        lines = head.count(b"\n")
+        plain = b"\n\\." not in head and not head.startswith(b"\\.")
+        tail = head[-3:]
         while chunk := fh.read(1 << 22):
-            total += chunk.count(b"\n")
+            lines += chunk.count(b"\n")
+            plain = plain and b"\n\\." not in tail + chunk
+            tail = chunk[-3:]
     if not head.strip():
         raise ImportFileError(_("The file is empty."), code="empty")
     if b"\x00" in head[:4096]:
@@ -372,22 +420,25 @@ def _csv_rows(path: str):
         head.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         if exc.start < len(head) - 4:
-            raise ImportFileError(
-                _("The file is not UTF-8 encoded. Save it as “CSV UTF-8” and upload it again."), code="encoding"
-            ) from exc
+            raise ImportFileError(_(ENCODING_ERROR), code="encoding") from exc
     first_line = head.split(b"\n", 1)[0]
     delimiter = ";" if first_line.count(b";") > first_line.count(b",") else ","
-    if not head.endswith(b"\n") and total == 0:
-        total = 1
-
-    def rows():
-        with open(path, encoding="utf-8-sig", errors="strict", newline="") as text:
-            yield from csv.reader(text, delimiter=delimiter)
-
-    return total, rows()
+    if not head.endswith(b"\n"):
+        lines += 1
+    with open(path, encoding="utf-8-sig", errors="strict", newline="") as text:
+        header = next(csv.reader(text, delimiter=delimiter), [])
+    return {"total": max(lines - 1, 0), "delimiter": delimiter, "header": header, "plain": plain}
 
 
-def _xlsx_rows(path: str):
+def _csv_records(path: str, delimiter: str):
+    """Python's reader, for files PostgreSQL's CSV reader refuses (ragged rows, blank lines)."""
+    with open(path, encoding="utf-8-sig", errors="strict", newline="") as text:
+        reader = csv.reader(text, delimiter=delimiter)
+        next(reader, None)
+        yield from reader
+
+
+def _xlsx_open(path: str):
     import zipfile
 
     from openpyxl import load_workbook
@@ -397,25 +448,21 @@ def _xlsx_rows(path: str):
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
         raise ImportFileError(_("This is not a readable XLSX workbook."), code="format") from exc
     ws = wb.worksheets[0]
-    total = ws.max_row or 0
+    rows = ws.iter_rows(values_only=True)
+    try:
+        header = [_clean(v) for v in next(rows)]
+    except StopIteration:
+        wb.close()
+        raise ImportFileError(_("The file is empty."), code="empty") from None
 
-    def rows():
+    def records():
         try:
-            for values in ws.iter_rows(values_only=True):
+            for values in rows:
                 yield [_clean(v) for v in values]
         finally:
             wb.close()
 
-    return total, rows()
-
-
-def _open_rows(path: str, name: str):
-    lower = name.lower()
-    if lower.endswith(".xlsx"):
-        return _xlsx_rows(path)
-    if lower.endswith(".csv") or lower.endswith(".txt"):
-        return _csv_rows(path)
-    raise ImportFileError(_("Upload a .csv or .xlsx file."), code="format")
+    return header, max((ws.max_row or 1) - 1, 0), records()
 
 
 def import_job_create(*, user: User, uploaded) -> ImportJob:
@@ -432,113 +479,309 @@ def import_job_create(*, user: User, uploaded) -> ImportJob:
     return ImportJob.objects.create(created_by=user, file=uploaded, original_name=uploaded.name[:255])
 
 
-class _Writer:
-    """Phase 2, batch by batch, inside the caller's transaction: COPY a batch of good rows
-    into a temporary table, insert its households and members set-based, remember its
-    near-duplicate keys; `finish` flags near-duplicates and stores the row errors."""
+# ----------------------------------------------------------------------------------------
+# The SQL engine: the same rules over a staging table, set-based.
 
-    def __init__(self, *, job: ImportJob, user: User, cursor):
-        self.job, self.user, self.cursor = job, user, cursor
-        self.created = self.households = 0
-        self.now = timezone.now()
-        cols = ", ".join(f"{c} {ty}" for c, ty in STAGE_COLUMNS)
-        # ON COMMIT DROP covers the normal case; the explicit DROPs cover an enclosing
-        # transaction (tests, a caller's atomic block) where commit comes later.
-        cursor.execute("DROP TABLE IF EXISTS import_stage")
-        cursor.execute("DROP TABLE IF EXISTS import_keys")
-        cursor.execute(f"CREATE TEMP TABLE import_stage ({cols}) ON COMMIT DROP")
-        cursor.execute(
-            "CREATE TEMP TABLE import_keys (name_ascii text, date_of_birth date, locality_id bigint) ON COMMIT DROP"
-        )
 
-    def batch(self, data: bytes) -> None:
-        cursor, job, user, now = self.cursor, self.job, self.user, self.now
-        m, h, t = Member._meta.db_table, Household._meta.db_table, MemberTransition._meta.db_table
-        cursor.execute("TRUNCATE import_stage")
-        with cursor.cursor.copy(f"COPY import_stage ({', '.join(c for c, _ty in STAGE_COLUMNS)}) FROM STDIN") as cp:
-            view = memoryview(data)
-            for start in range(0, len(view), 1 << 20):
-                cp.write(view[start : start + (1 << 20)])
-        # No ANALYZE per batch (it cost ~0.3 s each): an unanalysed temp table is estimated
-        # from its size, which is enough to get hash joins here.
-        cursor.execute(
-            f"""
-            INSERT INTO {h} (locality_id, external_ref, address, phone, poverty_class, certificate_number,
-                certificate_year, is_poor_commune, is_ethnic_minority, is_island_commune, created_by_id,
-                import_job_id, created_at, updated_at)
-            SELECT DISTINCT ON (locality_id, household_ref) locality_id, household_ref, address, phone,
-                poverty_class, certificate_number, certificate_year, is_poor_commune, is_ethnic_minority,
-                is_island_commune, %s, %s, %s, %s
-            FROM import_stage ORDER BY locality_id, household_ref, row_number
-            ON CONFLICT (locality_id, external_ref) DO NOTHING
-            """,
-            [user.pk, job.pk, now, now],
-        )
-        self.households += cursor.rowcount
-        # Members arrive submitted by the importer; existing personal IDs are left untouched.
-        # A plain INSERT of the rows whose ID is new (anti-join) is much cheaper than
-        # ON CONFLICT's speculative insertion; if someone registers one of these IDs between
-        # the anti-join and the insert, the savepoint rolls back and ON CONFLICT takes over.
-        member_sql = f"""
-            WITH ins AS (
-                INSERT INTO {m} (household_id, locality_id, full_name, name_ascii, date_of_birth, sex,
-                    personal_id, si_code, ethnicity, relation, is_student, card_group, card_valid_until,
-                    status, submitted_by_id, is_possible_duplicate, created_at, updated_at)
-                SELECT hh.id, s.locality_id, s.full_name, s.name_ascii, s.date_of_birth, s.sex, s.personal_id,
-                    s.si_code, s.ethnicity, s.relation, s.is_student, s.card_group, s.card_valid_until,
-                    %s, %s, false, %s, %s
-                FROM import_stage s
-                JOIN {h} hh ON hh.locality_id = s.locality_id AND hh.external_ref = s.household_ref
-                WHERE NOT EXISTS (SELECT 1 FROM {m} x WHERE x.personal_id = s.personal_id)
-                -- In key order, the unique index on personal_id is filled page by page.
-                ORDER BY s.personal_id
-                {{conflict}}
-                RETURNING id
-            )
-            INSERT INTO {t} (member_id, actor_id, at, from_status, to_status, reason)
-            SELECT id, %s, %s, '', %s, %s FROM ins
-            """
-        params = [MemberStatus.SUBMITTED, user.pk, now, now, user.pk, now, MemberStatus.SUBMITTED, f"import #{job.pk}"]
-        try:
-            with transaction.atomic():
-                cursor.execute(member_sql.format(conflict=""), params)
-        except IntegrityError:
-            cursor.execute(member_sql.format(conflict="ON CONFLICT (personal_id) DO NOTHING"), params)
-        self.created += cursor.rowcount
-        cursor.execute(
-            "INSERT INTO import_keys SELECT DISTINCT name_ascii, date_of_birth, locality_id FROM import_stage"
-        )
+def _key_sql(x: str) -> str:
+    """SQL twin of `_key` (đ → d, no diacritics, lower case, only a-z and 0-9)."""
+    return f"regexp_replace(lower(normalize(replace(replace({x}, 'đ', 'd'), 'Đ', 'D'), NFD)), '[^a-z0-9]', '', 'g')"
 
-    def finish(self, errors: list[RowError]) -> None:
-        m = Member._meta.db_table
-        cursor = self.cursor
-        # Near-duplicates (same ascii name + date of birth + commune) are flagged, never merged.
-        cursor.execute("ANALYZE import_keys")
-        cursor.execute(
-            f"""
-            UPDATE {m} mm SET is_possible_duplicate = true
+
+# Spellings as they usually come, matched byte for byte before the general (slower) key
+# path; each one maps to what `_key` gives it, so both paths agree by construction.
+COMMON_SPELLINGS = [
+    *("Nam", "Nữ", "nam", "nữ", "NAM", "NỮ", "Male", "Female", "male", "female", "M", "F"),
+    *("Chủ hộ", "Vợ", "Chồng", "Con", "Bố", "Mẹ", "Cha", "Cháu", "Khác", ""),
+    *("Hộ nghèo", "Hộ cận nghèo", "Nghèo", "Cận nghèo", "Hộ nông lâm ngư nghiệp", "Không"),
+    *("x", "X", "có", "Có", "1", "0", "head", "spouse", "child", "parent", "other", "poor", "near_poor", "none"),
+]
+
+
+def _map_sql(x: str, mapping: dict[str, str]) -> str:
+    fast = " ".join(f"WHEN '{lit}' THEN '{mapping[_key(lit)]}'" for lit in COMMON_SPELLINGS if _key(lit) in mapping)
+    whens = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in mapping.items())
+    return f"CASE {x} {fast} ELSE CASE {_key_sql(x)} {whens} END END"
+
+
+def _flag_sql(x: str) -> str:
+    return _map_sql(x, {**{k: "t" for k in TRUE}, **{k: "f" for k in FALSE}}) + "::boolean"
+
+
+def _date_parts_sql(x: str) -> str:
+    """Three digit groups split on the first of / - . that occurs (NULL when not that shape).
+    A plain match and string_to_array: capture groups cost ten times more in PostgreSQL."""
+    s = f"split_part(split_part({x}, ' ', 1), 'T', 1)"
+    sep = f"CASE WHEN strpos({s}, '/') > 0 THEN '/' WHEN strpos({s}, '-') > 0 THEN '-' ELSE '.' END"
+    return f"CASE WHEN {s} ~ '^[0-9]+[/.-][0-9]+[/.-][0-9]+$' THEN string_to_array({s}, {sep}) END"
+
+
+def _ymd_sql(parts: str, prefix: str) -> str:
+    # Two different separators ("01/02-2020") split into two parts only: not a date.
+    ok = f"cardinality({parts}) = 3"
+    iso = f"length({parts}[1]) = 4"
+    return (
+        f"(CASE WHEN {ok} THEN CASE WHEN {iso} THEN {parts}[1] ELSE {parts}[3] END END)::numeric AS {prefix}_y, "
+        f"(CASE WHEN {ok} THEN {parts}[2] END)::numeric AS {prefix}_m, "
+        f"(CASE WHEN {ok} THEN CASE WHEN {iso} THEN {parts}[3] ELSE {parts}[1] END END)::numeric AS {prefix}_d"
+    )
+
+
+def _make_date_sql(p: str) -> str:
+    y, m, d = f"{p}_y", f"{p}_m", f"{p}_d"
+    leap = f"(mod({y}, 4) = 0 AND (mod({y}, 100) <> 0 OR mod({y}, 400) = 0))"
+    days = f"CASE WHEN {m} IN (4, 6, 9, 11) THEN 30 WHEN {m} = 2 THEN CASE WHEN {leap} THEN 29 ELSE 28 END ELSE 31 END"
+    return (
+        f"CASE WHEN {y} BETWEEN 1 AND 9999 AND {m} BETWEEN 1 AND 12 AND {d} BETWEEN 1 AND {days} "
+        f"THEN make_date({y}::int, {m}::int, {d}::int) END"
+    )
+
+
+def _validation_sql(fields: list[str | None], n_columns: int) -> str:
+    """One statement: import_raw → import_val (parsed values, one reason column per field,
+    `ok`, and whether the personal ID is new to the registry). Layers are fenced with
+    OFFSET 0 so each expression is computed once per row."""
+    index = {f: i for i, f in enumerate(fields) if f}  # a repeated column: the last one wins
+    texts = ", ".join(
+        (f"btrim(coalesce(c{index[f]}, ''), %(ws)s) AS {f}" if f in index else f"''::text AS {f}") for f in COLUMNS
+    )
+    blank = " AND ".join(f"coalesce(c{i}, '') = ''" for i in range(n_columns))
+    pid = "replace(personal_id, ' ', '')"
+    msg = {k: f"%(m_{k})s" for k in _messages()}
+    e = {
+        "full_name": f"CASE WHEN name = '' THEN {msg['name_required']} END",
+        "date_of_birth": f"""CASE WHEN dob IS NULL
+                THEN replace({msg["not_a_date_v"]}, '%%(v)s', left(date_of_birth, 30))
+            WHEN dob > %(today)s OR dob < DATE '1900-01-01' THEN {msg["dob_range"]}
+            WHEN pid_ok AND id_year <> extract(year FROM dob) THEN
+                replace(replace({msg["pid_year"]}, '%%(dob)s', extract(year FROM dob)::int::text),
+                    '%%(id)s', id_year::text)
+            END""",
+        "sex": f"""CASE WHEN sex_v IS NULL THEN {msg["sex"]}
+            WHEN pid_ok AND (CASE WHEN substr(pid, 4, 1) IN ('1', '3', '5') THEN 'female' ELSE 'male' END) <> sex_v
+            THEN {msg["pid_sex"]} END""",
+        "personal_id": f"""CASE WHEN pid !~ '^[0-9]{{12}}$' THEN {msg["pid_digits"]}
+            WHEN NOT (left(pid, 3)::int = ANY(%(province_codes)s)) THEN {msg["pid_province"]}
+            WHEN substr(pid, 4, 1) > '5' THEN {msg["pid_century"]} END""",
+        "commune_code": f"""CASE WHEN locality_id IS NULL
+                THEN replace({msg["commune_unknown"]}, '%%(v)s', left(commune_code, 20))
+            WHEN NOT allowed THEN {msg["commune_scope"]} WHEN frozen THEN {msg["commune_frozen"]} END""",
+        "si_code": f"CASE WHEN si_code <> '' AND si_code !~ '^[0-9]{{10}}$' THEN {msg['si_code']} END",
+        "relation": f"CASE WHEN relation_v IS NULL THEN {msg['relation']} END",
+        "poverty_class": f"CASE WHEN poverty_v IS NULL THEN {msg['poverty']} END",
+        "certificate_year": f"CASE WHEN certificate_year <> '' AND year_v IS NULL THEN {msg['year']} END",
+        **{f: f"CASE WHEN {f}_v IS NULL THEN {msg['flag']} END" for f in FLAG_FIELDS},
+        "card_valid_until": f"CASE WHEN card_valid_until <> '' AND valid_until IS NULL THEN {msg['not_a_date']} END",
+    }
+    errors = ", ".join(f"{e[f]} AS e_{f}" for f in ERROR_FIELDS)
+    no_error = " AND ".join(f"e_{f} IS NULL" for f in ERROR_FIELDS)
+    return f"""
+    CREATE TEMP TABLE import_val ON COMMIT DROP AS
+    SELECT y.*, NULL::text AS e_dup, ({no_error}) AS ok
+    FROM (
+        SELECT w.*, {errors}
+        FROM (
+            SELECT q.*,
+                {_make_date_sql("dob")} AS dob,
+                {_make_date_sql("vu")} AS valid_until,
+                CASE WHEN pid ~ '^[0-9]{{12}}$' AND left(pid, 3)::int = ANY(%(province_codes)s)
+                     AND substr(pid, 4, 1) <= '5' THEN true ELSE false END AS pid_ok,
+                CASE WHEN pid ~ '^[0-9]{{12}}$' AND substr(pid, 4, 1) <= '5'
+                     THEN 1900 + 100 * (substr(pid, 4, 1)::int / 2) + substr(pid, 5, 2)::int END AS id_year,
+                CASE WHEN certificate_year ~ '^[0-9]+$'
+                     AND certificate_year::numeric BETWEEN 2000 AND %(max_year)s
+                     THEN certificate_year::numeric::smallint END AS year_v,
+                NOT EXISTS (SELECT 1 FROM {Member._meta.db_table} x WHERE x.personal_id = q.pid) AS is_new
             FROM (
-                SELECT x.name_ascii, x.date_of_birth, x.locality_id
-                FROM {m} x
-                JOIN (SELECT DISTINCT name_ascii, date_of_birth, locality_id FROM import_keys) s
-                  ON s.name_ascii = x.name_ascii AND s.date_of_birth = x.date_of_birth
-                 AND s.locality_id = x.locality_id
-                GROUP BY 1, 2, 3 HAVING count(*) > 1
-            ) d
-            WHERE mm.name_ascii = d.name_ascii AND mm.date_of_birth = d.date_of_birth
-              AND mm.locality_id = d.locality_id AND NOT mm.is_possible_duplicate
-            """
-        )
-        cursor.execute("DROP TABLE import_stage")
-        cursor.execute("DROP TABLE import_keys")
-        ImportRowError.objects.filter(job=self.job).delete()
-        ImportRowError.objects.bulk_create(
-            [
-                ImportRowError(job=self.job, row_number=e.row_number, field=e.field, reason=e.reason[:300])
-                for e in errors
-            ],
-            batch_size=5000,
-        )
+                SELECT p.*, {_ymd_sql("dob_parts", "dob")}, {_ymd_sql("vu_parts", "vu")}
+                FROM (
+                    SELECT r.*,
+                        CASE WHEN full_name ~ %(ws_run)s
+                             THEN btrim(regexp_replace(full_name, %(ws_re)s, ' ', 'g'), ' ')
+                             ELSE full_name END AS name,
+                        {_date_parts_sql("date_of_birth")} AS dob_parts,
+                        {_date_parts_sql("card_valid_until")} AS vu_parts,
+                        {_map_sql("sex", SEX)} AS sex_v,
+                        CASE WHEN {pid} ~ '^[0-9]{{11}}$' THEN '0' || {pid} ELSE {pid} END AS pid,
+                        c.id AS locality_id, c.allowed, c.frozen,
+                        {_map_sql("relation", RELATION)} AS relation_v,
+                        {_map_sql("poverty_class", POVERTY)} AS poverty_v,
+                        left(coalesce(nullif(household_ref, ''), CASE WHEN {pid} ~ '^[0-9]{{11}}$'
+                            THEN '0' || {pid} ELSE {pid} END), {LIMITS["household_ref"]}) AS ref,
+                        {", ".join(f"{_flag_sql(f)} AS {f}_v" for f in FLAG_FIELDS)}
+                    FROM (SELECT row_number, {texts} FROM import_raw WHERE NOT ({blank}) OFFSET 0) r
+                    LEFT JOIN import_communes c ON c.code = CASE
+                        WHEN commune_code ~ '^[0-9]+$' AND length(ltrim(commune_code, '0')) <= 9
+                        THEN commune_code::bigint END
+                    OFFSET 0
+                ) p
+                OFFSET 0
+            ) q
+            OFFSET 0
+        ) w
+        OFFSET 0
+    ) y
+    """
+
+
+# SQL twin of `ascii_fold` for name_ascii (near-duplicate key): đ → d, no diacritics, lower
+# case, whitespace squashed.
+FOLD_SQL = (
+    "btrim(regexp_replace(lower(regexp_replace(normalize(replace(replace(name, 'đ', 'd'), 'Đ', 'D'), NFD), "
+    "%(combining)s, '', 'g')), %(ws_re)s, ' ', 'g'), ' ')"
+)
+
+
+def _validate(cursor, fields: list[str | None], n_columns: int, params: dict) -> None:
+    """import_raw → import_val, then the duplicates inside the file: a personal ID that an
+    earlier good row has is refused on the later rows (a narrow GROUP BY, not a sort of
+    the wide rows)."""
+    cursor.execute(_validation_sql(fields, n_columns), params)
+    cursor.execute(
+        """
+        UPDATE import_val v SET e_dup = replace(%(m_pid_dup)s, '%%(row)s', d.first_good::text), ok = false
+        FROM (
+            SELECT pid, min(row_number) FILTER (WHERE ok) AS first_good
+            FROM import_val WHERE e_personal_id IS NULL GROUP BY pid HAVING count(*) > 1
+        ) d
+        WHERE v.pid = d.pid AND v.e_personal_id IS NULL AND v.row_number > d.first_good
+        """,
+        params,
+    )
+
+
+def _sql_params(ctx: Context, msg: dict[str, str]) -> dict:
+    return {
+        "ws": WHITESPACE,
+        "ws_re": "[" + WHITESPACE + "]+",
+        # Anything for the squashing to do: a run of two, or any whitespace but a space.
+        "ws_run": "[" + WHITESPACE.replace(" ", "") + "]|  ",
+        "combining": COMBINING_RE,
+        "date_re": DATE_RE,
+        "today": ctx.today,
+        "max_year": ctx.today.year + 1,
+        "province_codes": sorted(LEGACY_PROVINCE_CODES),
+        **{f"m_{k}": v for k, v in msg.items()},
+    }
+
+
+def _create_communes(cursor, ctx: Context) -> None:
+    cursor.execute("DROP TABLE IF EXISTS import_communes")
+    cursor.execute(
+        "CREATE TEMP TABLE import_communes (code bigint PRIMARY KEY, id bigint, allowed boolean, frozen boolean)"
+        " ON COMMIT DROP"
+    )
+    rows = []
+    for code, (pk, prov) in ctx.communes.items():
+        allowed = ctx.nationwide or pk in ctx.scope_communes or prov in ctx.provinces
+        frozen = pk in ctx.frozen or prov in ctx.frozen
+        rows.append(f"{code}\t{pk}\t{'t' if allowed else 'f'}\t{'t' if frozen else 'f'}\n")
+    with cursor.cursor.copy("COPY import_communes FROM STDIN") as cp:
+        cp.write("".join(rows).encode())
+    cursor.execute("ANALYZE import_communes")
+
+
+def _create_raw(cursor, n_columns: int) -> None:
+    cols = ", ".join(f"c{i} text" for i in range(n_columns))
+    # Row numbers as the officer sees them in the spreadsheet: the header is row 1.
+    cursor.execute("DROP TABLE IF EXISTS import_raw")
+    cursor.execute(
+        f"CREATE TEMP TABLE import_raw (row_number bigint GENERATED BY DEFAULT AS IDENTITY (START 2), {cols})"
+        " ON COMMIT DROP"
+    )
+
+
+def _sqlstate(exc: Exception) -> str | None:
+    return getattr(exc, "sqlstate", None) or getattr(exc.__cause__, "sqlstate", None)
+
+
+def _copy_file(cursor, path: str, n_columns: int, delimiter: str) -> bool:
+    """PostgreSQL parses the CSV itself (the fast path). False when its reader refuses the
+    shape of the file (ragged rows, blank lines): the caller then feeds Python's reader."""
+    cols = ", ".join(f"c{i}" for i in range(n_columns))
+    sql = f"COPY import_raw ({cols}) FROM STDIN (FORMAT csv, HEADER true, DELIMITER '{delimiter}', ENCODING 'UTF8')"
+    try:
+        with transaction.atomic(), open(path, "rb") as fh, cursor.cursor.copy(sql) as cp:
+            while chunk := fh.read(1 << 20):
+                cp.write(chunk)
+    except (DataError, psycopg.DataError) as exc:
+        if _sqlstate(exc) in ("22021", "22P05"):  # invalid byte sequence / untranslatable character
+            raise ImportFileError(_(ENCODING_ERROR), code="encoding") from exc
+        if _sqlstate(exc) == "22P04":  # bad_copy_file_format
+            return False
+        raise
+    return True
+
+
+def _copy_records(cursor, records, n_columns: int, progress) -> None:
+    """Python-parsed rows (XLSX, or CSV that PostgreSQL's reader refused) into import_raw."""
+    cols = ", ".join(f"c{i}" for i in range(n_columns))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    with cursor.cursor.copy(f"COPY import_raw (row_number, {cols}) FROM STDIN (FORMAT csv)") as cp:
+        for n, values in enumerate(records, start=2):
+            if not any(values):
+                continue
+            if n - 1 > settings.REGISTRY_IMPORT_MAX_ROWS:
+                raise ImportFileError(_("The file has too many rows."), code="too_large")
+            values = list(values[:n_columns]) + [""] * (n_columns - len(values))
+            writer.writerow([n, *(v.replace("\x00", "") for v in values)])
+            if n % 20_000 == 0:
+                cp.write(buf.getvalue())
+                buf.seek(0)
+                buf.truncate()
+                progress.loading(n - 1)
+        cp.write(buf.getvalue())
+
+
+# Seconds per statement of the last import in this process (the benchmark prints them).
+LAST_TIMINGS: dict[str, float] = {}
+
+
+class _TimedCursor:
+    """The import's cursor, timing each statement (keyed by its first words)."""
+
+    def __init__(self, cursor):
+        self._c = cursor
+
+    def execute(self, sql, params=None):
+        label = " ".join(sql.split()[:4])[:48]
+        t0 = time.perf_counter()
+        try:
+            return self._c.execute(sql, params)
+        finally:
+            LAST_TIMINGS[label] = LAST_TIMINGS.get(label, 0.0) + time.perf_counter() - t0
+
+    def __getattr__(self, name):
+        return getattr(self._c, name)
+
+
+class _Progress:
+    """Publishes rows done on a connection of its own (autocommit), so the page and the API
+    see it while the import's transaction is still open."""
+
+    def __init__(self, job_id: int):
+        self.job_id = job_id
+        self.conn = connections.create_connection(DEFAULT_DB_ALIAS)
+
+    def _set(self, **values):
+        cols = ", ".join(f"{k} = %s" for k in values)
+        try:
+            with self.conn.cursor() as c:
+                c.execute(
+                    f"UPDATE {ImportJob._meta.db_table} SET {cols} WHERE id = %s", [*values.values(), self.job_id]
+                )
+        except DatabaseError:
+            pass  # progress is informative only; the import itself goes on
+
+    def loading(self, rows: int):
+        self._set(rows_total=max(rows, 0))
+
+    def done(self, rows: int, total: int):
+        self._set(rows_done=rows, rows_total=total)
+
+    def close(self):
+        self.conn.close()
 
 
 def import_job_run(*, job_id: int) -> ImportJob:
@@ -558,9 +801,7 @@ def import_job_run(*, job_id: int) -> ImportJob:
         )
     except UnicodeDecodeError:
         ImportJob.objects.filter(pk=job.pk).update(
-            status=ImportStatus.FAILED,
-            error=_("The file is not UTF-8 encoded. Save it as “CSV UTF-8” and upload it again."),
-            finished_at=timezone.now(),
+            status=ImportStatus.FAILED, error=_(ENCODING_ERROR), finished_at=timezone.now()
         )
     except csv.Error as exc:
         ImportJob.objects.filter(pk=job.pk).update(
@@ -585,114 +826,206 @@ def import_job_run(*, job_id: int) -> ImportJob:
     return job
 
 
-class _Parser(threading.Thread):
-    """Phase 1 in a thread: parse and validate, hand over batches of COPY lines.
-
-    Python parsing and PostgreSQL's inserts then run on two cores at once. The thread
-    touches the database only to publish progress, on its own (autocommit) connection, so
-    progress is visible while the import's transaction is still open.
-    """
-
-    def __init__(self, *, job_id, rows, fields, validator, language):
-        super().__init__(daemon=True)
-        self.job_id, self.rows, self.fields, self.validator, self.language = job_id, rows, fields, validator, language
-        self.batches: queue.Queue = queue.Queue(maxsize=3)
-        self.errors: list[RowError] = []
-        self.done = self.good = 0
-        self.stop = threading.Event()
-
-    def run(self):
-        translation.activate(self.language)
-        try:
-            indexed = [(i, f) for i, f in enumerate(self.fields) if f]
-            validator, errors, lines = self.validator, self.errors, []
-            for n, values in enumerate(self.rows, start=2):
-                if self.stop.is_set():
-                    return
-                if not any(values):
-                    continue
-                raw = {f: values[i].strip() if i < len(values) else "" for i, f in indexed}
-                line, row_errors = validator.row(n, raw)
-                if line is None:
-                    errors.extend(row_errors)
-                else:
-                    lines.append(line)
-                self.done += 1
-                if self.done > settings.REGISTRY_IMPORT_MAX_ROWS:
-                    raise ImportFileError(_("The file has too many rows."), code="too_large")
-                if self.done % BATCH_ROWS == 0:
-                    self._hand_over(lines)
-                    lines = []
-                    ImportJob.objects.filter(pk=self.job_id).update(rows_done=self.done)
-            self._hand_over(lines)
-            self.batches.put(("done", None))
-        except (ImportFileError, UnicodeDecodeError, csv.Error) as exc:
-            self.batches.put(("error", exc))
-        except Exception as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
-            self.batches.put(("error", exc))
-        finally:
-            connection.close()
-
-    def _hand_over(self, lines):
-        if lines:
-            self.good += len(lines)
-            self.batches.put(("batch", "".join(lines).encode()))
-
-
 def _run(job: ImportJob) -> ImportJob:
-    user = job.created_by
     path = job.file.path
     if os.path.getsize(path) > settings.REGISTRY_IMPORT_MAX_BYTES:
         raise ImportFileError(_("The file is too large."), code="too_large")
-    total, rows = _open_rows(path, job.original_name)
-    try:
-        header = next(rows)
-    except StopIteration:
-        raise ImportFileError(_("The file is empty."), code="empty") from None
+    lower = job.original_name.lower()
+    if lower.endswith(".xlsx"):
+        header, total, records = _xlsx_open(path)
+        scan = None
+    elif lower.endswith((".csv", ".txt")):
+        scan = _scan_csv(path)
+        header, total, records = scan["header"], scan["total"], None
+    else:
+        raise ImportFileError(_("Upload a .csv or .xlsx file."), code="format")
     fields = _header_fields(header)
-    total = max(total - 1, 0)
     if total > settings.REGISTRY_IMPORT_MAX_ROWS:
         raise ImportFileError(
             _("The file has too many rows (at most %(n)s).") % {"n": f"{settings.REGISTRY_IMPORT_MAX_ROWS:,}"},
             code="too_large",
         )
     ImportJob.objects.filter(pk=job.pk).update(rows_total=total)
-    validator = _Validator(user=user, today=timezone.localdate())
-    parser = _Parser(job_id=job.pk, rows=rows, fields=fields, validator=validator, language=translation.get_language())
-    parser.start()
+    ctx = Context.for_user(job.created_by, timezone.localdate())
+    progress = _Progress(job.pk)
     try:
         # One transaction for every write: a file-level error at any row leaves nothing behind.
         with transaction.atomic(), connection.cursor() as cursor:
-            writer = _Writer(job=job, user=user, cursor=cursor)
-            while True:
-                kind, payload = parser.batches.get()
-                if kind == "error":
-                    raise payload
-                if kind == "done":
-                    break
-                writer.batch(payload)
-            if parser.done == 0:
-                raise ImportFileError(_("The file has a header but no rows."), code="empty")
-            writer.finish(parser.errors)
+            LAST_TIMINGS.clear()
+            t0 = time.perf_counter()
+            counts = _import(_TimedCursor(cursor), job, ctx, fields, path, scan, records, progress)
+            LAST_TIMINGS["total inside the transaction"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+        LAST_TIMINGS["COMMIT (deferred foreign-key checks)"] = time.perf_counter() - t0
     finally:
-        parser.stop.set()
-        while parser.is_alive():  # unblock a parser waiting on a full queue, then let it end
-            try:
-                parser.batches.get_nowait()
-            except queue.Empty:
-                parser.join(0.05)
-    failed_rows = len({e.row_number for e in parser.errors})
-    ImportJob.objects.filter(pk=job.pk).update(
-        status=ImportStatus.DONE,
-        rows_total=max(total, parser.done),
-        rows_done=parser.done,
-        rows_created=writer.created,
-        rows_unchanged=parser.good - writer.created,
-        rows_failed=failed_rows,
-        finished_at=timezone.now(),
-    )
+        progress.close()
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.DONE, finished_at=timezone.now(), **counts)
     job.refresh_from_db()
     return job
+
+
+def _good_sql() -> str:
+    m = Member._meta.db_table
+    return f"""
+    CREATE TEMP TABLE import_good ON COMMIT DROP AS
+    SELECT row_number() OVER (ORDER BY v.pid COLLATE "C") AS seq, k.id AS household_id, v.locality_id,
+        left(v.name, {LIMITS["full_name"]}) AS full_name, left(f.name_ascii, {LIMITS["name_ascii"]}) AS name_ascii,
+        v.dob, v.sex_v AS sex, v.pid, v.si_code, left(v.ethnicity, {LIMITS["ethnicity"]}) AS ethnicity,
+        v.relation_v AS relation, v.is_student_v AS is_student,
+        left(v.card_group, {LIMITS["card_group"]}) AS card_group, v.valid_until,
+        count(*) OVER (PARTITION BY left(f.name_ascii, {LIMITS["name_ascii"]}) COLLATE "C", v.dob, v.locality_id) > 1
+            AS dup_in_file,
+        EXISTS (SELECT 1 FROM {m} x WHERE x.name_ascii = left(f.name_ascii, {LIMITS["name_ascii"]})
+            AND x.date_of_birth = v.dob AND x.locality_id = v.locality_id) AS dup_in_registry
+    FROM import_val v JOIN import_hh k ON k.locality_id = v.locality_id AND k.ref = v.ref
+    -- Folded once per distinct name (OFFSET 0 keeps the planner from inlining the fold at
+    -- every use): lists repeat names a lot, and the fold is the costliest expression here.
+    JOIN (SELECT name, {FOLD_SQL} AS name_ascii
+          FROM (SELECT DISTINCT name FROM import_val WHERE ok AND is_new) n OFFSET 0) f ON f.name = v.name
+    WHERE v.ok AND v.is_new
+    ORDER BY v.pid COLLATE "C"
+    """
+
+
+def _import(cursor, job, ctx, fields, path, scan, records, progress) -> dict:
+    user, now = job.created_by, timezone.now()
+    m, h, t = Member._meta.db_table, Household._meta.db_table, MemberTransition._meta.db_table
+    n_columns = len(fields)
+    # Sorts and hashes over a million rows stay in memory instead of spilling to disk.
+    cursor.execute("SET LOCAL work_mem = '256MB'")
+    _create_communes(cursor, ctx)
+    _create_raw(cursor, n_columns)
+    t0 = time.perf_counter()
+    if scan is not None and not (scan["plain"] and _copy_file(cursor, path, n_columns, scan["delimiter"])):
+        records = _csv_records(path, scan["delimiter"])
+    if records is not None:
+        _copy_records(cursor, records, n_columns, progress)
+    LAST_TIMINGS["COPY the file"] = time.perf_counter() - t0
+    cursor.execute("SELECT count(*), coalesce(max(row_number), 1) - 1 FROM import_raw")
+    loaded, last_row = cursor.fetchone()
+    if loaded > settings.REGISTRY_IMPORT_MAX_ROWS:
+        raise ImportFileError(_("The file has too many rows."), code="too_large")
+    total = max(last_row, loaded)
+    msg = _messages()
+    params = _sql_params(ctx, msg)
+    _validate(cursor, fields, n_columns, params)
+    cursor.execute("DROP TABLE import_raw")
+    # Temporary tables are never analysed by autovacuum; the joins below need row counts.
+    cursor.execute("ANALYZE import_val (ok, is_new, locality_id, ref, name, pid)")
+    cursor.execute("SELECT count(*), count(*) FILTER (WHERE ok), count(*) FILTER (WHERE ok AND is_new) FROM import_val")
+    rows, good, new = cursor.fetchone()
+    if rows == 0:
+        raise ImportFileError(_("The file has a header but no rows."), code="empty")
+    # Row errors: (row, field, reason), in the order of the columns of the form.
+    error_values = (
+        ", ".join(f"({i}, '{f}', e_{f})" for i, f in enumerate(ERROR_FIELDS) if f != "personal_id")
+        + f", ({ERROR_FIELDS.index('personal_id')}, 'personal_id', coalesce(e_personal_id, e_dup))"
+    )
+    cursor.execute(f"DELETE FROM {ImportRowError._meta.db_table} WHERE job_id = %s", [job.pk])
+    cursor.execute(
+        f"""
+        INSERT INTO {ImportRowError._meta.db_table} (job_id, row_number, field, reason)
+        SELECT %s, v.row_number, e.field, left(e.reason, 300)
+        FROM import_val v CROSS JOIN LATERAL (VALUES {error_values}) e(ord, field, reason)
+        WHERE NOT v.ok AND e.reason IS NOT NULL
+        ORDER BY v.row_number, e.ord
+        """,
+        [job.pk],
+    )
+    failed = rows - good
+    progress.done(failed, total)
+
+    # Households of the new members: an existing (commune, number) is reused; new ones get
+    # their ids from the sequence here, so the members need no join to find them.
+    cursor.execute(
+        f"""
+        CREATE TEMP TABLE import_hh ON COMMIT DROP AS
+        SELECT coalesce(hh.id, nextval(pg_get_serial_sequence('{h}', 'id'))) AS id, hh.id IS NULL AS is_new, k.*
+        FROM (
+            -- C collation: byte order sorts several times faster than the locale's.
+            SELECT DISTINCT ON (locality_id, ref COLLATE "C") locality_id, ref,
+                left(address, {LIMITS["address"]}) AS address, left(phone, {LIMITS["phone"]}) AS phone,
+                poverty_v AS poverty_class,
+                left(certificate_number, {LIMITS["certificate_number"]}) AS certificate_number,
+                year_v AS certificate_year, is_poor_commune_v AS is_poor_commune,
+                is_ethnic_minority_v AS is_ethnic_minority, is_island_commune_v AS is_island_commune
+            FROM import_val WHERE ok AND is_new
+            ORDER BY locality_id, ref COLLATE "C", row_number
+        ) k
+        LEFT JOIN {h} hh ON hh.locality_id = k.locality_id AND hh.external_ref = k.ref
+        """
+    )
+    cursor.execute(
+        f"""
+        INSERT INTO {h} (id, locality_id, external_ref, address, phone, poverty_class, certificate_number,
+            certificate_year, is_poor_commune, is_ethnic_minority, is_island_commune, created_by_id,
+            import_job_id, created_at, updated_at)
+        SELECT id, locality_id, ref, address, phone, poverty_class, certificate_number, certificate_year,
+            is_poor_commune, is_ethnic_minority, is_island_commune, %s, %s, %s, %s
+        FROM import_hh WHERE is_new ORDER BY locality_id, ref
+        ON CONFLICT (locality_id, external_ref) DO NOTHING
+        """,
+        [user.pk, job.pk, now, now],
+    )
+    inserted = cursor.rowcount
+    cursor.execute("ANALYZE import_hh")
+    cursor.execute("SELECT count(*) FROM import_hh WHERE is_new")
+    if inserted != cursor.fetchone()[0]:
+        # Someone registered one of these households meanwhile: use theirs.
+        cursor.execute(
+            f"""UPDATE import_hh k SET id = hh.id FROM {h} hh
+            WHERE k.is_new AND hh.locality_id = k.locality_id AND hh.external_ref = k.ref AND hh.id <> k.id"""
+        )
+    # The new members in personal-ID order (the unique index is then filled page by page),
+    # numbered for the batches; near-duplicates (same folded name, date of birth, commune)
+    # inside the file or against the registry are flagged for a reviewer, never merged.
+    cursor.execute(_good_sql(), params)
+    cursor.execute("DROP TABLE import_val")
+    member_sql = f"""
+        WITH ins AS (
+            INSERT INTO {m} (household_id, locality_id, full_name, name_ascii, date_of_birth, sex,
+                personal_id, si_code, ethnicity, relation, is_student, card_group, card_valid_until,
+                status, submitted_by_id, is_possible_duplicate, created_at, updated_at)
+            SELECT household_id, locality_id, full_name, name_ascii, dob, sex, pid, si_code, ethnicity,
+                relation, is_student, card_group, valid_until, %s, %s, dup_in_file OR dup_in_registry, %s, %s
+            FROM import_good WHERE seq > %s AND seq <= %s ORDER BY seq
+            {{conflict}}
+            RETURNING id
+        )
+        INSERT INTO {t} (member_id, actor_id, at, from_status, to_status, reason)
+        SELECT id, %s, %s, '', %s, %s FROM ins
+        """
+    created = 0
+    for lo in range(0, new, BATCH_ROWS):
+        params = [MemberStatus.SUBMITTED, user.pk, now, now, lo, lo + BATCH_ROWS]
+        params += [user.pk, now, MemberStatus.SUBMITTED, f"import #{job.pk}"]
+        try:
+            with transaction.atomic():
+                cursor.execute(member_sql.format(conflict=""), params)
+        except IntegrityError:
+            # A personal ID registered meanwhile by someone else: theirs stays.
+            cursor.execute(member_sql.format(conflict="ON CONFLICT (personal_id) DO NOTHING"), params)
+        created += cursor.rowcount
+        progress.done(failed + (good - new) + min(lo + BATCH_ROWS, new), total)
+    # Members already in the registry that the new ones resemble are flagged too.
+    cursor.execute(
+        f"""
+        UPDATE {m} mm SET is_possible_duplicate = true
+        FROM (SELECT DISTINCT name_ascii, dob, locality_id FROM import_good WHERE dup_in_registry) d
+        WHERE mm.name_ascii = d.name_ascii AND mm.date_of_birth = d.dob AND mm.locality_id = d.locality_id
+          AND NOT mm.is_possible_duplicate
+        """
+    )
+    cursor.execute("DROP TABLE import_good")
+    cursor.execute("DROP TABLE import_hh")
+    cursor.execute("DROP TABLE import_communes")
+    return {
+        "rows_total": total,
+        "rows_done": rows,
+        "rows_created": created,
+        "rows_unchanged": good - created,
+        "rows_failed": failed,
+    }
 
 
 def import_errors_csv(*, job: ImportJob) -> str:

@@ -209,7 +209,7 @@ def test_a_transient_database_error_hands_the_job_back_for_a_retry(officer, than
     def lost(*args, **kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(imports._Writer, "batch", lost)
+    monkeypatch.setattr(imports, "_copy_file", lost)
     monkeypatch.setattr(imports.connection, "close", lambda: None)  # keep the test's connection
     with pytest.raises(OperationalError):
         import_job_run(job_id=job.pk)
@@ -217,3 +217,30 @@ def test_a_transient_database_error_hands_the_job_back_for_a_retry(officer, than
     assert job.status == ImportStatus.PENDING and not Member.objects.exists()
     monkeypatch.undo()
     assert import_job_run(job_id=job.pk).rows_created == 3
+
+
+def test_a_nul_byte_deep_in_the_file_fails_as_an_encoding_error_and_writes_nothing(officer, thanh_sen):
+    rows = good_rows() + [
+        f"H{i},Người {i},01/01/1990,Nam,{pid(date(1990, 1, 1), 'male', 100 + i)},,,,,18073,," for i in range(3000)
+    ]
+    raw = ("\n".join([HEADER, *rows]) + "\n").encode() + b"HX,Tr\x00n,01/01/1990,Nam,,,,,,18073,,\n"
+    job = run(officer, raw=raw)
+    assert job.status == ImportStatus.FAILED and "UTF-8" in job.error
+    assert not Member.objects.exists() and not Household.objects.exists()
+
+
+def test_quoted_fields_with_commas_and_line_breaks_keep_the_row_numbers(officer, thanh_sen):
+    d = date(1975, 3, 4)
+    rows = [
+        f'HT1,"Nguyễn Văn Hùng",04/03/1975,Nam,{pid(d, "male", 1)},,Kinh,Chủ hộ,"Tổ 1, thôn ""Đông""\nxã X",18073,,',
+        "HT9,Sai Ngày,31/02/1975,Nam,042075000002,,Kinh,Chủ hộ,,18073,,",
+    ]
+    job = run(officer, "\n".join([HEADER, *rows]) + "\n")
+    assert (job.rows_created, job.rows_failed) == (1, 1)
+    assert list(job.row_errors.values_list("row_number", "field")) == [(3, "date_of_birth")]
+    assert Household.objects.get().address == 'Tổ 1, thôn "Đông"\nxã X'
+
+
+def test_progress_reaches_the_total(officer, thanh_sen):
+    job = run(officer, "\n".join([HEADER, *good_rows()]))
+    assert (job.rows_done, job.rows_total) == (3, 3)

@@ -147,6 +147,18 @@ def test_voluntary_si_support_stops_after_ten_years(thanh_sen):
     assert price.state_share_vnd == 6 * 165_000
 
 
+@pytest.mark.parametrize("used,supported_months", [(0, 12), (108, 12), (114, 6), (120, 0), (130, 0)])
+def test_voluntary_si_cap_applies_the_support_months_stored_on_the_member(thanh_sen, used, supported_months):
+    hh = household(thanh_sen, PovertyClass.POOR)
+    hh.save()
+    member = person(hh, vsi_support_months_used=used)
+    member.save()
+    member.refresh_from_db()
+    price = price_member(member=member, product=Product.VOLUNTARY_SI, months=12, on_date=date(2025, 9, 1))
+    assert price.state_share_vnd == supported_months * 165_000
+    assert price.donor_share_vnd == 12 * 330_000 - supported_months * 165_000
+
+
 def test_voluntary_si_income_above_twenty_base_salaries_is_refused(thanh_sen):
     with pytest.raises(ApplicationError):
         price_member(
