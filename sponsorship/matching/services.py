@@ -295,7 +295,7 @@ ev AS (
     FROM (SELECT donation_id, SUM(amount) AS s FROM p GROUP BY donation_id) u
     WHERE f.donation_id = u.donation_id RETURNING 1
 )
-UPDATE mneed SET funded = true WHERE member_id IN (SELECT member_id FROM p)
+UPDATE mneed SET funded = true WHERE member_id IN (SELECT member_id FROM p) {need_filter}
 """
 
 
@@ -360,6 +360,12 @@ def match_province(*, province_id: int, product: str | None = None, period_start
             cur.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, province_id])
             if not cur.fetchone()[0]:
                 return None
+            # The pairing and pricing sort and hash a shard's members and gifts at once; with the
+            # default work_mem (4 MB) a large shard spills every sort to disk.
+            cur.execute("SELECT set_config('work_mem', %s, true)", [settings.CHUNGTAY_MATCHING_WORK_MEM])
+            # JIT-compiling these long statements costs more than it saves (≈30 ms per small
+            # restriction class, ≈1 s on a large shard's pairing); they are sort- and I/O-bound.
+            cur.execute("SELECT set_config('jit', 'off', true)")
             run = MatchingRun.objects.create(province_id=province_id, rule=rule)
             _create_temp_tables(cur)
             money_in = stage_funds(cur, province_id=province_id)
