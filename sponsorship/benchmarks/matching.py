@@ -97,7 +97,7 @@ def _create(cur, *, province, n: int, m: int, restricted: float, donor_id: int, 
     cur.execute(
         "ALTER TABLE bh ADD COLUMN hid bigint, ADD COLUMN loc bigint, ADD COLUMN pc text; "
         "UPDATE bh SET hid = nextval(pg_get_serial_sequence('beneficiaries_household', 'id')), "
-        f"loc = (SELECT id FROM bc WHERE k = 1 + (bh.i * 7919) % {communes}), "
+        f"loc = (SELECT id FROM bc WHERE k = 1 + (bh.i::bigint * 7919) % {communes}), "
         "pc = CASE WHEN random() < 0.7 THEN 'near_poor' ELSE 'none' END"
     )
     cur.execute(
@@ -167,6 +167,30 @@ def _create(cur, *, province, n: int, m: int, restricted: float, donor_id: int, 
     return need
 
 
+PHASES = (
+    ("INSERT INTO mcand", "candidates"),
+    ("INSERT INTO mneed", "price_and_score"),
+    ("WITH d AS", "pair"),
+    ("WITH cards AS", "write_cards_allocations"),
+)
+
+
+def _phase_timer(phases: dict):
+    """Sum the time of the matcher's statements per phase (the rest: funds, ledger, commit with
+    its deferred foreign-key and balance checks)."""
+
+    def wrapper(execute, sql, params, many, context):
+        t0 = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            head = sql.lstrip()
+            name = next((n for prefix, n in PHASES if head.startswith(prefix)), "other_statements")
+            phases[name] = phases.get(name, 0.0) + time.perf_counter() - t0
+
+    return wrapper
+
+
 VERIFY_SQL = {
     # A gift never gives more than it received.
     "overspent_gifts": "SELECT count(*) FROM (SELECT a.donation_id, SUM(a.amount_vnd) s FROM sponsorship_allocation a "
@@ -221,8 +245,10 @@ def run(options, out) -> dict:
                 with connection.cursor() as cur:
                     cur.execute("VACUUM ANALYZE sponsorship_card")
             out.write(f"matching (run {i + 1}/{options['repeat']})…\n")
-            with Stopwatch() as sw:
+            phases: dict[str, float] = {}
+            with Stopwatch() as sw, connection.execute_wrapper(_phase_timer(phases)):
                 result = services.match_province(province_id=province.pk, period_start=PERIOD)
+            phases["commit_and_rest"] = sw.seconds - sum(phases.values())
             runs.append(result)
             samples.append((result, sw.seconds))
             out.write(f"  {result.allocations:,} allocations in {sw.seconds:.2f} s\n")
@@ -251,6 +277,7 @@ def run(options, out) -> dict:
             "money_left_vnd": last.money_left_vnd,
             "match_seconds": round(median_seconds, 3),
             "match_seconds_samples": [round(s, 3) for _, s in samples],
+            "phase_seconds_last_run": {k: round(v, 3) for k, v in phases.items()},
             "allocations_per_s": round(median_rate, 1),
             "copy_rows_per_s": round(copy, 1),
             "ratio_to_copy": round(median_rate / copy, 4),
@@ -277,4 +304,5 @@ def rows(figures: dict) -> list[tuple[str, str]]:
         ("over-spent gifts / mis-funded cards", f"{figures['overspent_gifts']} / {figures['misfunded_cards']}"),
         ("split households / restriction breaks", f"{figures['split_households']} / {figures['restriction_breaks']}"),
         ("ledger invariants broken", f"{figures['ledger_invariants_broken']}"),
+        *[(f"  phase: {k} (s)", f"{v}") for k, v in figures["phase_seconds_last_run"].items()],
     ]  # fmt: skip
