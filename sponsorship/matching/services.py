@@ -3,15 +3,17 @@
 1. Claim the shard: pg_try_advisory_xact_lock(MATCHING, province). Busy → skip (another worker
    is matching it; beat comes back in 30 s).
 2. Needs: approved members of the province without a live card for (product, period), priced
-   per household in Python (`price_household`, the ladder is a household matter) and copied into
-   a temp table with the household's priority score and its components.
+   set-based in SQL from the versioned pricing tables (pricing_sql.py, proven equal to the
+   registry's `price_household`) and scored per household (target gaps of its commune and
+   province, months uncovered, poverty class, waiting time) in ONE statement into a temp table.
 3. Funds: cleared gifts whose restriction can reach the province, row-locked FOR UPDATE SKIP
    LOCKED (a gift being matched by another province's worker is simply left for later); what a
    gift has left = its donor_funds credits in the ledger − its allocations.
 4. For each restriction class (most specific first) ONE statement pairs the class's gifts
    (ordered by payment time) with the households it may fund (ordered by score) by the overlap of
-   their running totals. Only households whose whole donor share fits are funded (strict priority
-   prefix); smaller money stays pooled.
+   their running totals, cut into segments at every boundary of either (PAIR_SQL). Only
+   households whose whole donor share fits are funded (strict priority prefix); smaller money
+   stays pooled.
 5. Cards (funded), card history, allocations (with score, rule version, components) and one
    ledger transaction (donor_funds[fund] → allocated_to_cards[fund]) in the same transaction.
 """
