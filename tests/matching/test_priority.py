@@ -1,6 +1,7 @@
 """The target gap in the priority score: a commune further behind its yearly target is funded
 first, the explanation says so, and the weights are data (MatchingRule)."""
 
+from datetime import date
 from decimal import Decimal
 
 from sponsorship.card_models import Card
@@ -64,3 +65,18 @@ def test_enrollments_close_the_gap(ha_tinh):
         locality=commune, province=ha_tinh, level="commune", year=PERIOD.year, month=4, type="hi", new_enrollments=90
     )
     assert services.target_gaps(year=PERIOD.year, product="hi_household")[commune.pk] == 0  # never below zero
+
+
+def test_strict_priority_keeps_money_pooled_rather_than_skipping_to_a_lower_household(ha_tinh, donor):
+    """Decision (README): the first household in score order that the money cannot cover stops
+    the run; a smaller household further down is not funded ahead of it."""
+    commune = communes(ha_tinh)[0]
+    first = make_household(commune, size=2, valid_until=date(2025, 1, 1))  # 12 months uncovered
+    make_household(commune, size=1, valid_until=date(2025, 6, 1))  # 7 months uncovered
+    make_gift(donor, SHARE + SHARE // 2)  # covers the small household, not the first one
+    result = run(ha_tinh)
+    assert result.cards_funded == 0 and result.money_left_vnd == SHARE + SHARE // 2
+    make_gift(donor, SHARE // 2)  # the next gift completes the first household
+    result = run(ha_tinh)
+    assert result.cards_funded == 2
+    assert set(Card.objects.values_list("household", flat=True)) == {first.pk}
