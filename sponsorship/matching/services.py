@@ -243,47 +243,54 @@ def stage_funds(cur, *, province_id: int) -> int:
     return cur.fetchone()[0]
 
 
-# Pair one restriction class's gifts with the households it may fund, in one statement.
-# Gifts in payment order and chosen members in priority order each cover an interval of one
+# Pair restriction classes' gifts with the households they may fund, in one statement per
+# batch of classes. Within a class (`cls`: the commune of commune-restricted money, else 0), the
+# gifts in payment order and the chosen members in priority order each cover an interval of one
 # money line ((running total − amount, running total]). Every boundary of either kind cuts the
-# line into segments that belong to exactly one gift and one member: the owner of a segment
-# is the first gift (member) whose interval ends at or after it, found with a running count
-# over the boundaries taken from the top. Summing segments per (gift, member) gives each
-# allocation: two sorts of (members + gifts) rows instead of a range join.
+# line into segments that belong to exactly one gift and one member: the owner of a segment is
+# the first gift (member) whose interval ends at or after it, found with a running count over
+# the boundaries taken from the top. Summing segments per (gift, member) gives each allocation:
+# a few sorts of (members + gifts) rows instead of a range join. All communes' classes with the
+# same (product, group) are disjoint in needs, so they run together, partitioned by commune.
 PAIR_SQL = """
 WITH d AS (
-    SELECT donation_id, fund, avail, SUM(avail) OVER (ORDER BY paid_at NULLS LAST, donation_id) AS hi
+    SELECT donation_id, fund, avail, {fund_cls} AS cls,
+           SUM(avail) OVER (PARTITION BY {fund_cls} ORDER BY paid_at NULLS LAST, donation_id) AS hi
     FROM mfund
-    WHERE avail > 0 AND locality_id IS NOT DISTINCT FROM %(loc)s AND product = %(product)s AND grp = %(grp)s
-), total AS MATERIALIZED (SELECT COALESCE(MAX(hi), 0) AS t FROM d),
+    WHERE avail > 0 AND {fund_filter} AND product = %(product)s AND grp = %(grp)s
+), total AS MATERIALIZED (SELECT cls, MAX(hi) AS t FROM d GROUP BY cls),
 n AS (
-    SELECT household_id, member_id, donor_share, score, grp FROM mneed WHERE NOT funded {need_filter}
+    SELECT {need_cls} AS cls, household_id, member_id, donor_share, score, grp FROM mneed
+    WHERE NOT funded AND {need_cls} IN (SELECT cls FROM total)
 ), hh AS (
-    SELECT household_id, MAX(score) AS score, SUM(donor_share) AS amt, bool_and(%(grp)s = '' OR grp = %(grp)s) AS ok
-    FROM n GROUP BY household_id
+    SELECT cls, household_id, MAX(score) AS score, SUM(donor_share) AS amt,
+           bool_and(%(grp)s = '' OR grp = %(grp)s) AS ok
+    FROM n GROUP BY cls, household_id
 ), hhc AS (
-    SELECT household_id, amt, SUM(amt) OVER (ORDER BY score DESC, household_id) AS hi
+    SELECT cls, household_id, amt, SUM(amt) OVER (PARTITION BY cls ORDER BY score DESC, household_id) AS hi
     FROM hh WHERE ok
-), chosen AS (
-    -- Strict priority: the prefix of households whose whole shares the money covers.
-    SELECT hhc.* FROM hhc, total WHERE hhc.hi <= total.t
+), chosen AS MATERIALIZED (
+    -- Strict priority: the prefix of households whose whole shares the class's money covers.
+    SELECT hhc.* FROM hhc JOIN total USING (cls) WHERE hhc.hi <= total.t
 ), m AS (
-    SELECT n.member_id,
-           c.hi - c.amt + SUM(n.donor_share) OVER (PARTITION BY n.household_id ORDER BY n.member_id) AS hi
-    FROM n JOIN chosen c USING (household_id)
-), top AS MATERIALIZED (SELECT COALESCE(MAX(hi), 0) AS t FROM m),
+    SELECT n.cls, n.member_id,
+           c.hi - c.amt + SUM(n.donor_share) OVER (PARTITION BY n.cls, n.household_id ORDER BY n.member_id) AS hi
+    FROM n JOIN chosen c USING (cls, household_id)
+), top AS MATERIALIZED (SELECT cls, MAX(hi) AS t FROM m GROUP BY cls),
 ev AS (
-    SELECT pos, MAX(member_id) AS mid, MAX(donation_id) AS did FROM (
-        SELECT hi AS pos, member_id, NULL::bigint AS donation_id FROM m
+    SELECT cls, pos, MAX(member_id) AS mid, MAX(donation_id) AS did FROM (
+        SELECT cls, hi AS pos, member_id, NULL::bigint AS donation_id FROM m
         UNION ALL
-        SELECT d.hi, NULL, d.donation_id FROM d, top WHERE d.hi - d.avail < top.t
-    ) e GROUP BY pos
+        SELECT d.cls, d.hi, NULL, d.donation_id FROM d JOIN top USING (cls) WHERE d.hi - d.avail < top.t
+    ) e GROUP BY cls, pos
 ), seg AS (
-    SELECT pos - COALESCE(lag(pos) OVER (ORDER BY pos), 0) AS len, mid, did,
-           count(mid) OVER (ORDER BY pos DESC) AS mg, count(did) OVER (ORDER BY pos DESC) AS dg
+    SELECT cls, pos - COALESCE(lag(pos) OVER (PARTITION BY cls ORDER BY pos), 0) AS len, mid, did,
+           count(mid) OVER (PARTITION BY cls ORDER BY pos DESC) AS mg,
+           count(did) OVER (PARTITION BY cls ORDER BY pos DESC) AS dg
     FROM ev
 ), own AS (
-    SELECT MAX(mid) OVER (PARTITION BY mg) AS member_id, MAX(did) OVER (PARTITION BY dg) AS donation_id, len
+    SELECT MAX(mid) OVER (PARTITION BY cls, mg) AS member_id, MAX(did) OVER (PARTITION BY cls, dg) AS donation_id,
+           len
     FROM seg
 ), p AS (
     INSERT INTO mpair (donation_id, member_id, fund, amount)
@@ -297,29 +304,50 @@ ev AS (
     FROM (SELECT donation_id, SUM(amount) AS s FROM p GROUP BY donation_id) u
     WHERE f.donation_id = u.donation_id RETURNING 1
 )
-UPDATE mneed SET funded = true WHERE member_id IN (SELECT member_id FROM p) {need_filter}
+UPDATE mneed SET funded = true WHERE member_id IN (SELECT member_id FROM p)
 """
 
+LOCAL = "locality_id IS NOT NULL AND loc_level IS DISTINCT FROM 'province'"
 
-def _classes(cur) -> list[tuple]:
-    """Restriction classes, most specific first (commune, province, anywhere; product; group)."""
+
+def _batches(cur, *, product: str) -> list[tuple]:
+    """Restriction classes in batches, most specific first: (fund filter, fund cls, need cls,
+    params). Commune money first (all communes of one (product, group) together), then money for
+    the province, then money for anywhere; within each, product- and group-restricted first."""
     cur.execute("SELECT DISTINCT locality_id, loc_level, product, grp FROM mfund WHERE avail > 0")
-    rows = cur.fetchall()
-    rank = {"commune": 0, "province": 1, None: 2}
-    return sorted(rows, key=lambda r: (rank.get(r[1], 1), r[2] == "", r[3] == "", r[0] or 0, r[2], r[3]))
+    local, province, anywhere = set(), [], []
+    for loc, level, prod, grp in cur.fetchall():
+        if prod and prod != product:
+            continue  # money for another product waits for that product's run
+        if loc is None:
+            anywhere.append((loc, prod, grp))
+        elif level == "province":
+            province.append((loc, prod, grp))
+        else:
+            local.add((prod, grp))
+
+    def specific(prod, grp):
+        return (prod == "", grp == "", prod, grp)
+
+    out = [
+        (LOCAL, "locality_id", "locality_id", {"product": p, "grp": g})
+        for p, g in sorted(local, key=lambda k: specific(*k))
+    ]
+    for loc, p, g in sorted(province, key=lambda k: (*specific(k[1], k[2]), k[0])):
+        out.append(("locality_id = %(loc)s", "0", "0", {"loc": loc, "product": p, "grp": g}))
+    for _loc, p, g in sorted(anywhere, key=lambda k: specific(k[1], k[2])):
+        out.append(("locality_id IS NULL", "0", "0", {"product": p, "grp": g}))
+    return out
 
 
 def pair(cur, *, product: str) -> None:
-    for loc, level, prod, grp in _classes(cur):
-        if prod and prod != product:
-            continue  # money for another product waits for that product's run
-        # Money for a commune reaches that commune's members only (index on mneed.locality_id);
-        # money for the province or anywhere reaches the whole shard.
-        need_filter = "AND locality_id = %(loc)s" if loc is not None and level != "province" else ""
-        cur.execute(
-            PAIR_SQL.format(need_filter=need_filter),
-            {"loc": loc, "product": prod, "grp": grp},
-        )
+    # The planner under-estimates the CTEs' row counts (grouped by class) and would join two
+    # of them in a nested loop, quadratic in a shard's members; every join here is a hash or
+    # merge join of whole sets.
+    cur.execute("SELECT set_config('enable_nestloop', 'off', true)")
+    for fund_filter, fund_cls, need_cls, params in _batches(cur, product=product):
+        cur.execute(PAIR_SQL.format(fund_filter=fund_filter, fund_cls=fund_cls, need_cls=need_cls), params)
+    cur.execute("SELECT set_config('enable_nestloop', 'on', true)")
 
 
 FUND_SQL = """
