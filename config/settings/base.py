@@ -259,6 +259,8 @@ CELERY_BEAT_SCHEDULE["enrollment-daily"] = {
 CHUNGTAY_MATCHING_PRODUCT = env("CHUNGTAY_MATCHING_PRODUCT", default="hi_household")
 CHUNGTAY_MATCHING_MONTHS = env.int("CHUNGTAY_MATCHING_MONTHS", default=12)
 CHUNGTAY_MATCHING_EVERY_SECONDS = env.int("CHUNGTAY_MATCHING_EVERY_SECONDS", default=30)
+# PostgreSQL work_mem for one matching transaction (sorts of a whole province shard in memory).
+CHUNGTAY_MATCHING_WORK_MEM = env("CHUNGTAY_MATCHING_WORK_MEM", default="256MB")
 CELERY_BEAT_SCHEDULE["matching-match-all"] = {
     "task": "sponsorship.tasks.match_all",
     "schedule": CHUNGTAY_MATCHING_EVERY_SECONDS,

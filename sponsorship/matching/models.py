@@ -12,12 +12,17 @@ def default_poverty_weights() -> dict:
 
 
 class MatchingRule(models.Model):
-    """Priority weights as data. score = gap_weight × target gap (%) + months_weight × months
-    without cover (0–12) + poverty_weights[class] + waiting_weight × days waiting. The highest
-    active version is used; each allocation records the version it was scored with."""
+    """Priority weights as data. score = gap_weight × the commune's target gap (%) +
+    province_gap_weight × the province's target gap (%) + months_weight × months without cover
+    (0–12) + poverty_weights[class] + waiting_weight × days waiting. A gap is how far the
+    locality is behind its yearly target, in percent of the target (0 without a target). The
+    highest active version is used; each allocation records the version it was scored with."""
 
     version = models.PositiveIntegerField(_("version"), unique=True)
-    gap_weight = models.DecimalField(_("target-gap weight"), max_digits=8, decimal_places=3, default=1)
+    gap_weight = models.DecimalField(_("commune target-gap weight"), max_digits=8, decimal_places=3, default=1)
+    province_gap_weight = models.DecimalField(
+        _("province target-gap weight"), max_digits=8, decimal_places=3, default=1
+    )
     months_weight = models.DecimalField(_("months-uncovered weight"), max_digits=8, decimal_places=3, default=5)
     poverty_weights = models.JSONField(_("poverty class weights"), default=default_poverty_weights)
     waiting_weight = models.DecimalField(_("waiting-time weight (per day)"), max_digits=8, decimal_places=3, default=1)

@@ -3,22 +3,23 @@
 1. Claim the shard: pg_try_advisory_xact_lock(MATCHING, province). Busy → skip (another worker
    is matching it; beat comes back in 30 s).
 2. Needs: approved members of the province without a live card for (product, period), priced
-   per household in Python (`price_household`, the ladder is a household matter) and copied into
-   a temp table with the household's priority score and its components.
+   set-based in SQL from the versioned pricing tables (pricing_sql.py, proven equal to the
+   registry's `price_household`) and scored per household (target gaps of its commune and
+   province, months uncovered, poverty class, waiting time) in ONE statement into a temp table.
 3. Funds: cleared gifts whose restriction can reach the province, row-locked FOR UPDATE SKIP
    LOCKED (a gift being matched by another province's worker is simply left for later); what a
    gift has left = its donor_funds credits in the ledger − its allocations.
 4. For each restriction class (most specific first) ONE statement pairs the class's gifts
    (ordered by payment time) with the households it may fund (ordered by score) by the overlap of
-   their running totals. Only households whose whole donor share fits are funded (strict priority
-   prefix); smaller money stays pooled.
+   their running totals, cut into segments at every boundary of either (PAIR_SQL). Only
+   households whose whole donor share fits are funded (strict priority prefix); smaller money
+   stays pooled.
 5. Cards (funded), card history, allocations (with score, rule version, components) and one
    ledger transaction (donor_funds[fund] → allocated_to_cards[fund]) in the same transaction.
 """
 
 import logging
 import time
-from collections import defaultdict
 from datetime import date
 from decimal import Decimal
 
@@ -28,7 +29,7 @@ from django.utils import timezone
 
 from beneficiaries.models import Member, MemberStatus
 
-from ..card_models import LIVE_STATUSES, Card
+from ..card_models import LIVE_STATUSES
 from ..models import Account
 from ..services.ledger import credit, debit, ledger_post
 from .models import MatchingRule, MatchingRun, RunStatus
@@ -62,15 +63,64 @@ def _months_uncovered(member: Member, period_start: date) -> int:
     return max(0, min(12, months))
 
 
-def score_household(*, rule: MatchingRule, poverty_class: str, members, period_start: date, now=None) -> tuple:
-    """(score, components) of a household: the explanation stored on each allocation."""
+def target_gaps(*, year: int, product: str) -> dict[int, Decimal]:
+    """2025 locality id (commune or province) → how far it is behind its yearly target, in
+    percent of the target: 100 × max(target − baseline − sponsored new enrollments, 0) / target.
+    Targets come from sponsorship/enrollment (legacy-scheme targets mapped to 2025 units), the
+    enrollments from its rollups. A locality without a target is not behind anything (0)."""
+    from django.db.models import Sum
+
+    from ..enrollment.models import PRODUCT_TYPE, EnrollmentRollup
+    from ..enrollment.targets import targets_in_current_scheme
+
+    type_ = PRODUCT_TYPE.get(product, product)
+    targets = targets_in_current_scheme(year=year, type=type_)
+    if not targets:
+        return {}
+    new = dict(
+        EnrollmentRollup.objects.filter(year=year, type=type_, locality_id__in=list(targets))
+        .values("locality_id")
+        .annotate(n=Sum("new_enrollments"))
+        .values_list("locality_id", "n")
+    )
+    gaps = {}
+    for loc, t in targets.items():
+        if t["number"] > 0:
+            behind = max(t["number"] - t["baseline"] - (new.get(loc) or 0), 0)
+            gaps[loc] = (Decimal(100 * behind) / t["number"]).quantize(Decimal("0.01"))
+    return gaps
+
+
+def score_household(
+    *,
+    rule: MatchingRule,
+    poverty_class: str,
+    members,
+    period_start: date,
+    now=None,
+    commune_gap: Decimal = Decimal(0),
+    province_gap: Decimal = Decimal(0),
+) -> tuple:
+    """(score, components) of a household: the explanation stored on each allocation. The
+    matcher computes the same formula in SQL (STAGE_SQL); this is the readable reference."""
     now = now or timezone.now()
     months = max(_months_uncovered(m, period_start) for m in members)
     waiting = max((now - min(m.created_at for m in members)).days, 0)
-    gap = 0  # no yearly targets in the data yet: the term is kept so the rule can weigh it later
     poverty = Decimal(str((rule.poverty_weights or {}).get(poverty_class, 0)))
-    score = rule.gap_weight * gap + rule.months_weight * months + poverty + rule.waiting_weight * waiting
-    components = {"gap": gap, "months_uncovered": months, "poverty_class": poverty_class, "waiting_days": waiting}
+    score = (
+        rule.gap_weight * commune_gap
+        + rule.province_gap_weight * province_gap
+        + rule.months_weight * months
+        + poverty
+        + rule.waiting_weight * waiting
+    )
+    components = {
+        "gap": float(commune_gap),
+        "province_gap": float(province_gap),
+        "months_uncovered": months,
+        "poverty_class": poverty_class,
+        "waiting_days": waiting,
+    }
     return score.quantize(Decimal("0.001")), components
 
 
@@ -81,7 +131,7 @@ NEED_COLUMNS = (
 
 
 def _create_temp_tables(cur) -> None:
-    cur.execute("DROP TABLE IF EXISTS mneed, mfund, mpair")
+    cur.execute("DROP TABLE IF EXISTS mneed, mfund, mpair, mgap")
     cur.execute(
         "CREATE TEMP TABLE mneed (household_id bigint, member_id bigint, locality_id bigint, grp text, "
         "premium bigint, state_share bigint, province_share bigint, donor_share bigint, ladder_position int, "
@@ -95,56 +145,80 @@ def _create_temp_tables(cur) -> None:
     cur.execute(
         "CREATE TEMP TABLE mpair (donation_id bigint, member_id bigint, fund text, amount bigint) ON COMMIT DROP"
     )
+    cur.execute("CREATE TEMP TABLE mgap (locality_id bigint PRIMARY KEY, gap numeric) ON COMMIT DROP")
+
+
+# The province's waiting members (approved, no live card for this product and period).
+CANDIDATES_SQL = """
+SELECT mb.id FROM beneficiaries_member mb JOIN beneficiaries_locality l ON l.id = mb.locality_id
+WHERE l.province_id = %(province)s AND mb.status = 'approved'
+  AND NOT EXISTS (SELECT 1 FROM sponsorship_card c WHERE c.member_id = mb.id AND c.product = %(product)s
+                  AND c.period_start = %(period)s AND c.status = ANY(%(live)s))
+"""
+
+# Price (pricing_sql) and score every candidate in one statement. The score is per household
+# over its waiting members (the formula of score_household / MatchingRule).
+STAGE_SQL = """
+INSERT INTO mneed ({columns})
+WITH price ({price_columns}) AS ({price}),
+hh AS (
+    SELECT mb.household_id, h.poverty_class, h.locality_id, hl.province_id,
+           MAX(CASE WHEN mb.card_valid_until IS NULL THEN 12 ELSE GREATEST(0, LEAST(12,
+               (EXTRACT(YEAR FROM %(period)s::date) - EXTRACT(YEAR FROM mb.card_valid_until)) * 12
+               + EXTRACT(MONTH FROM %(period)s::date) - EXTRACT(MONTH FROM mb.card_valid_until))) END)::int AS months,
+           GREATEST(FLOOR(EXTRACT(EPOCH FROM (%(now)s - MIN(mb.created_at))) / 86400), 0)::int AS waiting
+    FROM mcand c JOIN beneficiaries_member mb ON mb.id = c.member_id
+    JOIN beneficiaries_household h ON h.id = mb.household_id
+    JOIN beneficiaries_locality hl ON hl.id = h.locality_id
+    GROUP BY mb.household_id, h.poverty_class, h.locality_id, hl.province_id
+), scored AS (
+    SELECT hh.*, COALESCE(cg.gap, 0) AS cgap, COALESCE(pg.gap, 0) AS pgap,
+           COALESCE((%(poverty)s::jsonb ->> hh.poverty_class)::numeric, 0) AS poverty
+    FROM hh LEFT JOIN mgap cg ON cg.locality_id = hh.locality_id LEFT JOIN mgap pg ON pg.locality_id = hh.province_id
+)
+SELECT p.household_id, p.member_id, mb.locality_id, p.grp, p.premium, p.state_share, p.province_share,
+       p.donor_share, p.ladder_position, p.schedule_id, p.rule_ids,
+       round(%(w_gap)s * s.cgap + %(w_pgap)s * s.pgap + %(w_months)s * s.months + s.poverty
+             + %(w_wait)s * s.waiting, 3),
+       json_build_object('gap', s.cgap, 'province_gap', s.pgap, 'months_uncovered', s.months,
+                         'poverty_class', s.poverty_class, 'waiting_days', s.waiting)::text
+FROM price p JOIN scored s USING (household_id) JOIN beneficiaries_member mb ON mb.id = p.member_id
+WHERE p.eligible AND p.donor_share > 0
+"""
 
 
 def stage_needs(cur, *, province_id: int, product: str, months: int, period_start: date, rule: MatchingRule) -> int:
-    """Price the province's waiting households into mneed (COPY). Returns members staged."""
+    """Price and score the province's waiting members into mneed, set-based. Returns members staged."""
     import json
 
-    from beneficiaries.pricing import price_household
+    from .pricing_sql import PRICE_COLUMNS, create_candidates, price_sql
 
-    live = Card.objects.filter(product=product, period_start=period_start, status__in=LIVE_STATUSES)
-    members = (
-        Member.objects.filter(locality__province_id=province_id, status=MemberStatus.APPROVED)
-        .exclude(pk__in=live.values("member_id"))
-        .select_related("household")
-        .order_by("household_id", "id")
+    create_candidates(
+        cur,
+        select_sql=CANDIDATES_SQL,
+        params={"province": province_id, "product": product, "period": period_start, "live": list(LIVE_STATUSES)},
     )
-    by_household = defaultdict(list)
-    for m in members:
-        by_household[m.household_id].append(m)
-    now = timezone.now()
-    staged = 0
-    rows = []
-    if True:
-        for group in by_household.values():
-            household = group[0].household
-            hp = price_household(
-                household=household,
-                product=PRICING_PRODUCT.get(product, product),
-                months=months,
-                on_date=period_start,
-                members=group,
-            )
-            lines = [(m, p) for m, p in hp.lines if p.eligible and p.donor_share_vnd > 0]
-            if not lines:
-                continue
-            score, components = score_household(
-                rule=rule, poverty_class=household.poverty_class, members=group, period_start=period_start, now=now
-            )
-            for m, p in lines:
-                rows.append(
-                    (
-                        household.pk, m.pk, m.locality_id, p.group, p.premium_vnd, p.state_share_vnd,
-                        p.province_share_vnd, p.donor_share_vnd, p.ladder_position, p.schedule_id,
-                        json.dumps(list(p.rule_ids)), score, json.dumps(components),
-                    )
-                )  # fmt: skip
-                staged += 1
-    # Pricing reads the database, so the COPY starts only once every household is priced.
-    with cur.cursor.copy(f"COPY mneed ({NEED_COLUMNS}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
+    gaps = target_gaps(year=period_start.year, product=product)
+    if gaps:
+        cur.execute("INSERT INTO mgap (locality_id, gap) SELECT * FROM unnest(%s::bigint[], %s::numeric[])",
+                    [list(gaps), list(gaps.values())])  # fmt: skip
+    sql, params = price_sql(product=PRICING_PRODUCT.get(product, product), months=months, on_date=period_start)
+    cur.execute(
+        STAGE_SQL.format(columns=NEED_COLUMNS, price=sql, price_columns=PRICE_COLUMNS),
+        {
+            **params,
+            "period": period_start,
+            "now": timezone.now(),
+            "poverty": json.dumps(rule.poverty_weights or {}),
+            "w_gap": rule.gap_weight,
+            "w_pgap": rule.province_gap_weight,
+            "w_months": rule.months_weight,
+            "w_wait": rule.waiting_weight,
+        },
+    )
+    staged = cur.rowcount
+    cur.execute("CREATE INDEX ON mneed (locality_id)")
+    cur.execute("ANALYZE mneed")
     return staged
 
 
@@ -169,35 +243,61 @@ def stage_funds(cur, *, province_id: int) -> int:
     return cur.fetchone()[0]
 
 
-# Pair one restriction class's gifts with the households it may fund, in one statement.
+# Pair restriction classes' gifts with the households they may fund, in one statement per
+# batch of classes. Within a class (`cls`: the commune of commune-restricted money, else 0), the
+# gifts in payment order and the chosen members in priority order each cover an interval of one
+# money line ((running total − amount, running total]). Every boundary of either kind cuts the
+# line into segments that belong to exactly one gift and one member: the owner of a segment is
+# the first gift (member) whose interval ends at or after it, found with a running count over
+# the boundaries taken from the top. Summing segments per (gift, member) gives each allocation:
+# a few sorts of (members + gifts) rows instead of a range join. All communes' classes with the
+# same (product, group) are disjoint in needs, so they run together, partitioned by commune.
 PAIR_SQL = """
 WITH d AS (
-    SELECT donation_id, fund, avail, SUM(avail) OVER (ORDER BY paid_at NULLS LAST, donation_id) AS hi
+    SELECT donation_id, fund, avail, {fund_cls} AS cls,
+           SUM(avail) OVER (PARTITION BY {fund_cls} ORDER BY paid_at NULLS LAST, donation_id) AS hi
     FROM mfund
-    WHERE avail > 0 AND locality_id IS NOT DISTINCT FROM %(loc)s AND product = %(product)s AND grp = %(grp)s
-), total AS (SELECT COALESCE(MAX(hi), 0) AS t FROM d),
+    WHERE avail > 0 AND {fund_filter} AND product = %(product)s AND grp = %(grp)s
+), total AS MATERIALIZED (SELECT cls, MAX(hi) AS t FROM d GROUP BY cls),
 n AS (
-    SELECT * FROM mneed
-    WHERE NOT funded AND %(product_ok)s
-      AND (%(loc)s::bigint IS NULL OR (%(level)s = 'province') OR locality_id = %(loc)s)
+    SELECT {need_cls} AS cls, household_id, member_id, donor_share, score, grp FROM mneed
+    WHERE NOT funded AND {need_cls} IN (SELECT cls FROM total)
 ), hh AS (
-    SELECT household_id, MAX(score) AS score, SUM(donor_share) AS amt, bool_and(%(grp)s = '' OR grp = %(grp)s) AS ok
-    FROM n GROUP BY household_id
+    SELECT cls, household_id, MAX(score) AS score, SUM(donor_share) AS amt,
+           bool_and(%(grp)s = '' OR grp = %(grp)s) AS ok
+    FROM n GROUP BY cls, household_id
 ), hhc AS (
-    SELECT household_id, amt, SUM(amt) OVER (ORDER BY score DESC, household_id) AS hi
+    SELECT cls, household_id, amt, SUM(amt) OVER (PARTITION BY cls ORDER BY score DESC, household_id) AS hi
     FROM hh WHERE ok
-), chosen AS (
-    SELECT hhc.* FROM hhc, total WHERE hhc.hi <= total.t
+), chosen AS MATERIALIZED (
+    -- Strict priority: the prefix of households whose whole shares the class's money covers.
+    SELECT hhc.* FROM hhc JOIN total USING (cls) WHERE hhc.hi <= total.t
 ), m AS (
-    SELECT n.member_id,
-           c.hi - c.amt + SUM(n.donor_share) OVER (PARTITION BY n.household_id ORDER BY n.member_id)
-             - n.donor_share AS lo,
-           c.hi - c.amt + SUM(n.donor_share) OVER (PARTITION BY n.household_id ORDER BY n.member_id) AS hi
-    FROM n JOIN chosen c USING (household_id)
+    SELECT n.cls, n.member_id,
+           c.hi - c.amt + SUM(n.donor_share) OVER (PARTITION BY n.cls, n.household_id ORDER BY n.member_id) AS hi
+    FROM n JOIN chosen c USING (cls, household_id)
+), top AS MATERIALIZED (SELECT cls, MAX(hi) AS t FROM m GROUP BY cls),
+ev AS (
+    SELECT cls, pos, MAX(member_id) AS mid, MAX(donation_id) AS did FROM (
+        SELECT cls, hi AS pos, member_id, NULL::bigint AS donation_id FROM m
+        UNION ALL
+        SELECT d.cls, d.hi, NULL, d.donation_id FROM d JOIN top USING (cls) WHERE d.hi - d.avail < top.t
+    ) e GROUP BY cls, pos
+), seg AS (
+    SELECT cls, pos - COALESCE(lag(pos) OVER (PARTITION BY cls ORDER BY pos), 0) AS len, mid, did,
+           count(mid) OVER (PARTITION BY cls ORDER BY pos DESC) AS mg,
+           count(did) OVER (PARTITION BY cls ORDER BY pos DESC) AS dg
+    FROM ev
+), own AS (
+    SELECT MAX(mid) OVER (PARTITION BY cls, mg) AS member_id, MAX(did) OVER (PARTITION BY cls, dg) AS donation_id,
+           len
+    FROM seg
 ), p AS (
     INSERT INTO mpair (donation_id, member_id, fund, amount)
-    SELECT d.donation_id, m.member_id, d.fund, LEAST(m.hi, d.hi) - GREATEST(m.lo, d.hi - d.avail)
-    FROM m JOIN d ON m.lo < d.hi AND d.hi - d.avail < m.hi
+    SELECT o.donation_id, o.member_id, d.fund, SUM(o.len)
+    FROM own o JOIN d USING (donation_id)
+    WHERE o.member_id IS NOT NULL
+    GROUP BY o.donation_id, o.member_id, d.fund
     RETURNING donation_id, member_id, amount
 ), used AS (
     UPDATE mfund f SET avail = f.avail - u.s
@@ -207,23 +307,47 @@ n AS (
 UPDATE mneed SET funded = true WHERE member_id IN (SELECT member_id FROM p)
 """
 
+LOCAL = "locality_id IS NOT NULL AND loc_level IS DISTINCT FROM 'province'"
 
-def _classes(cur) -> list[tuple]:
-    """Restriction classes, most specific first (commune, province, anywhere; product; group)."""
+
+def _batches(cur, *, product: str) -> list[tuple]:
+    """Restriction classes in batches, most specific first: (fund filter, fund cls, need cls,
+    params). Commune money first (all communes of one (product, group) together), then money for
+    the province, then money for anywhere; within each, product- and group-restricted first."""
     cur.execute("SELECT DISTINCT locality_id, loc_level, product, grp FROM mfund WHERE avail > 0")
-    rows = cur.fetchall()
-    rank = {"commune": 0, "province": 1, None: 2}
-    return sorted(rows, key=lambda r: (rank.get(r[1], 1), r[2] == "", r[3] == "", r[0] or 0, r[2], r[3]))
+    local, province, anywhere = set(), [], []
+    for loc, level, prod, grp in cur.fetchall():
+        if prod and prod != product:
+            continue  # money for another product waits for that product's run
+        if loc is None:
+            anywhere.append((loc, prod, grp))
+        elif level == "province":
+            province.append((loc, prod, grp))
+        else:
+            local.add((prod, grp))
+
+    def specific(prod, grp):
+        return (prod == "", grp == "", prod, grp)
+
+    out = [
+        (LOCAL, "locality_id", "locality_id", {"product": p, "grp": g})
+        for p, g in sorted(local, key=lambda k: specific(*k))
+    ]
+    for loc, p, g in sorted(province, key=lambda k: (*specific(k[1], k[2]), k[0])):
+        out.append(("locality_id = %(loc)s", "0", "0", {"loc": loc, "product": p, "grp": g}))
+    for _loc, p, g in sorted(anywhere, key=lambda k: specific(k[1], k[2])):
+        out.append(("locality_id IS NULL", "0", "0", {"product": p, "grp": g}))
+    return out
 
 
 def pair(cur, *, product: str) -> None:
-    for loc, level, prod, grp in _classes(cur):
-        if prod and prod != product:
-            continue  # money for another product waits for that product's run
-        cur.execute(
-            PAIR_SQL.replace("%(product_ok)s", "true"),
-            {"loc": loc, "level": level or "", "product": prod, "grp": grp},
-        )
+    # The planner under-estimates the CTEs' row counts (grouped by class) and would join two
+    # of them in a nested loop, quadratic in a shard's members; every join here is a hash or
+    # merge join of whole sets.
+    cur.execute("SELECT set_config('enable_nestloop', 'off', true)")
+    for fund_filter, fund_cls, need_cls, params in _batches(cur, product=product):
+        cur.execute(PAIR_SQL.format(fund_filter=fund_filter, fund_cls=fund_cls, need_cls=need_cls), params)
+    cur.execute("SELECT set_config('enable_nestloop', 'on', true)")
 
 
 FUND_SQL = """
@@ -266,6 +390,12 @@ def match_province(*, province_id: int, product: str | None = None, period_start
             cur.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, province_id])
             if not cur.fetchone()[0]:
                 return None
+            # The pairing and pricing sort and hash a shard's members and gifts at once; with the
+            # default work_mem (4 MB) a large shard spills every sort to disk.
+            cur.execute("SELECT set_config('work_mem', %s, true)", [settings.CHUNGTAY_MATCHING_WORK_MEM])
+            # JIT-compiling these long statements costs more than it saves (≈30 ms per small
+            # restriction class, ≈1 s on a large shard's pairing); they are sort- and I/O-bound.
+            cur.execute("SELECT set_config('jit', 'off', true)")
             run = MatchingRun.objects.create(province_id=province_id, rule=rule)
             _create_temp_tables(cur)
             money_in = stage_funds(cur, province_id=province_id)

@@ -27,7 +27,7 @@ def test_cleared_gift_funds_a_card_with_ledger_and_explanation(ha_tinh, donor):
     assert card.status == "funded" and card.donor_share_vnd == NEAR_POOR_2026
     alloc = Allocation.objects.get(card=card)
     assert alloc.donation == gift and alloc.amount_vnd == NEAR_POOR_2026 and alloc.rule_version == 1
-    assert set(alloc.components) == {"gap", "months_uncovered", "poverty_class", "waiting_days"}
+    assert set(alloc.components) == {"gap", "province_gap", "months_uncovered", "poverty_class", "waiting_days"}
     assert result.money_in_vnd == 500_000 and result.money_left_vnd == 500_000 - NEAR_POOR_2026
     assert fund_balances("allocated_to_cards") == {gift.fund_key: NEAR_POOR_2026}
     assert check_invariants() == []
