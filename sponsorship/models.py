@@ -24,6 +24,7 @@ class Appearance(models.TextChoices):
 class Method(models.TextChoices):
     CARD = "card", _("Card (Stripe)")
     BANK = "bank", _("Bank transfer (VietQR)")
+    MATCH = "match", _("Corporate match")  # a business's match of another gift (matching/offers.py)
 
 
 class DonationStatus(models.TextChoices):
@@ -53,6 +54,8 @@ class Donation(models.Model):
     product = models.CharField(_("product"), max_length=16, choices=Product.choices, blank=True)
     beneficiary_group = models.CharField(_("beneficiary group"), max_length=16, blank=True)
     campaign = models.CharField(_("campaign"), max_length=64, blank=True)
+    # The donor agreed that money left unmatched may go "where most needed" (matching/expiry.py).
+    has_redirect_consent = models.BooleanField(_("may go where most needed"), default=False)
     appearance = models.CharField(_("appear as"), max_length=12, choices=Appearance.choices)
     status = models.CharField(_("status"), max_length=20, choices=DonationStatus.choices, default="pending")
     fund_key = models.CharField(max_length=200, editable=False)
@@ -195,6 +198,8 @@ class Account(models.TextChoices):
     ALLOCATED_TO_CARDS = "allocated_to_cards", _("Allocated to cards")
     REMITTED_TO_AGENCY = "remitted_to_agency", _("Remitted to the agency")
     REFUNDS = "refunds", _("Refunds payable")
+    # What businesses owe for gifts their match offers matched (matching/offers.py).
+    MATCH_PLEDGES = "match_pledges", _("Match pledges receivable")
 
 
 # Accounts whose natural balance is a credit (negative in our signed convention).
@@ -347,4 +352,5 @@ class Receipt(models.Model):
 
 from .card_models import Card, CardStatus, CardTransition  # noqa: E402,F401  (Django finds models here)
 from .enrollment import models as enrollment_models  # noqa: E402,F401  (enrollment, issue 6)
+from .matching.feature_models import GiftExpiry, Hold, MatchOffer, OfferMatch  # noqa: E402,F401
 from .matching.models import Allocation, MatchingRule, MatchingRun, RunStatus  # noqa: E402,F401

@@ -359,6 +359,9 @@ def _match_batch(lines: list[BankStatementLine]) -> tuple[int, int]:
                 "full": str(_("paid in full")),
             },
         )
+    from ..matching import hooks as matching_hooks  # match offers and a matching run, after commit
+
+    matching_hooks.gifts_paid(touched)
     if newly_paid:
         from .. import tasks
 
