@@ -11,6 +11,7 @@ from beneficiaries.models import Locality
 from donors.scopes import is_nationwide
 
 from .models import (
+    DONOR_METHODS,
     Appearance,
     BankStatementLine,
     Discrepancy,
@@ -56,7 +57,7 @@ class DonationOutputSerializer(serializers.Serializer):
 
 class DonationCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
-        method = serializers.ChoiceField(choices=Method.choices)
+        method = serializers.ChoiceField(choices=DONOR_METHODS)
         amount_vnd = serializers.IntegerField(required=False, min_value=1)
         cards_count = serializers.IntegerField(required=False, min_value=1, max_value=10_000)
         locality_id = serializers.IntegerField(required=False, allow_null=True)
@@ -64,6 +65,8 @@ class DonationCreateApi(APIView):
         beneficiary_group = serializers.CharField(required=False, allow_blank=True, default="", max_length=16)
         campaign = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
         appearance = serializers.ChoiceField(choices=Appearance.choices, default=Appearance.NAMED)
+        # Money left unmatched may go "where most needed" (matching/expiry.py).
+        has_redirect_consent = serializers.BooleanField(required=False, default=False)
 
     class OutputSerializer(DonationOutputSerializer):
         vietqr_payload = serializers.CharField(required=False)

@@ -27,6 +27,10 @@ class Method(models.TextChoices):
     MATCH = "match", _("Corporate match")  # a business's match of another gift (matching/offers.py)
 
 
+# What a donor may choose when giving (a match is made by an offer, never chosen).
+DONOR_METHODS = [(Method.CARD.value, Method.CARD.label), (Method.BANK.value, Method.BANK.label)]
+
+
 class DonationStatus(models.TextChoices):
     PENDING = "pending", _("Pending")
     REQUIRES_ACTION = "requires_action", _("Waiting for 3-D Secure")

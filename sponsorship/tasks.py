@@ -167,8 +167,9 @@ def match_province(self, province_id: int) -> None:
 def match_all() -> None:
     """Beat (every CHUNGTAY_MATCHING_EVERY_SECONDS): one match_province task per province with
     approved members. Safe to re-run."""
-    from .matching import services
+    from .matching import services, triggers
 
+    triggers.clear_flag(triggers.ALL)  # requested by unrestricted money (matching/triggers.py)
     for province_id in services.provinces_with_work():
         match_province.delay(province_id)
 

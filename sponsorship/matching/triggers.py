@@ -63,24 +63,44 @@ def request_match(province_ids) -> list[int]:
     return enqueued
 
 
-def provinces_for_donations(donation_ids) -> set[int]:
-    """The shards a gift's money can reach: its locality's province, or (unrestricted money)
-    every province with approved members."""
-    from ..models import Donation
-    from .services import provinces_with_work
+ALL = 0  # flag "province" meaning every shard (unrestricted money)
 
-    rows = list(Donation.objects.filter(pk__in=list(donation_ids)).values_list("locality__province_id", flat=True))
-    provinces = {p for p in rows if p}
+
+def request_match_all() -> bool:
+    """Unrestricted money can go to any shard: enqueue one delayed `match_all` (the fan-out
+    beat also runs), so the distinct-provinces query runs once per burst, in the worker."""
+    from .. import tasks
+
+    delay = settings.CHUNGTAY_MATCHING_TRIGGER_DELAY_SECONDS
+    try:
+        if not _redis().set(flag_key(ALL), 1, nx=True, ex=delay + 60):
+            return False
+    except Exception:  # noqa: BLE001 — Redis down: enqueue anyway
+        logger.exception("matching flag unavailable")
+    try:
+        tasks.match_all.apply_async(countdown=delay)
+    except Exception:  # noqa: BLE001 — beat's match_all comes anyway
+        logger.exception("could not enqueue match_all")
+        clear_flag(ALL)
+        return False
+    return True
+
+
+def _request_for_donations(ids) -> None:
+    """The shards a gift's money can reach: its locality's province; unrestricted money: all."""
+    from ..models import Donation
+
+    rows = list(Donation.objects.filter(pk__in=ids).values_list("locality__province_id", flat=True))
     if any(p is None for p in rows):
-        provinces |= set(provinces_with_work())
-    return provinces
+        request_match_all()
+    request_match({p for p in rows if p})
 
 
 def money_cleared(*, donation_ids) -> None:
     """Money of these gifts cleared (or came back to the pool): match their shards after commit."""
     ids = list(donation_ids)
     if ids:
-        transaction.on_commit(lambda: request_match(provinces_for_donations(ids)))
+        transaction.on_commit(lambda: _request_for_donations(ids))
 
 
 def members_approved(*, member_ids) -> None:

@@ -96,3 +96,15 @@ def test_a_failed_pledge_releases_its_hold(ha_tinh, donor):
     Donation.objects.filter(pk=pledge.pk).update(status="failed")
     assert holds.release_expired() == 1
     assert Hold.objects.get(donation=pledge).status == HoldStatus.RELEASED
+
+
+def test_a_donor_holds_a_household_through_the_api_and_others_cannot(client, ha_tinh, donor, make_user):
+    hh = make_household(communes(ha_tinh)[0])
+    pledge, _ = donation_create(donor=donor, method="bank", amount_vnd=SHARE)
+    client.force_login(make_user("donor"))
+    body = {"donation": str(pledge.public_id), "household_id": hh.pk}
+    assert client.post("/api/matching/holds/", body, content_type="application/json").status_code == 404
+    client.force_login(donor)
+    answer = client.post("/api/matching/holds/", body, content_type="application/json")
+    assert answer.status_code == 201 and answer.json()["household_id"] == hh.pk
+    assert answer.json()["status"] == "active"

@@ -32,11 +32,11 @@ def broker(settings):
         r.delete(key)
 
 
-def queued_matches(r) -> list[str]:
+def queued_matches(r, task="sponsorship.tasks.match_province") -> list[str]:
     out = []
     for raw in r.lrange("celery", 0, -1):
         headers = json.loads(raw)["headers"]
-        if headers["task"] == "sponsorship.tasks.match_province":
+        if headers["task"] == task:
             out.append(headers["argsrepr"])
     return out
 
@@ -90,14 +90,20 @@ def test_the_queued_task_clears_its_flag_and_funds_the_card(ha_tinh, donor, brok
     assert len(queued_matches(broker)) == 2
 
 
-def test_unrestricted_money_enqueues_every_province_with_approved_members(
+def test_unrestricted_money_enqueues_one_fan_out_over_every_province_with_approved_members(
     ha_tinh, ha_noi, donor, broker, django_capture_on_commit_callbacks
 ):
     make_household(communes(ha_tinh)[0])
     make_household(communes(ha_noi)[0])
     gift, _ = donation_create(donor=donor, method="bank", amount_vnd=400_000)
+    other, _ = donation_create(donor=donor, method="bank", amount_vnd=400_000)
     with django_capture_on_commit_callbacks(execute=True):
         pay_by_bank(gift, 400_000, 1)
+        pay_by_bank(other, 400_000, 1)
+    assert queued_matches(broker, "sponsorship.tasks.match_all") == ["()"]
+    broker.delete("celery")
+    tasks.match_all.apply()  # the worker: clears the flag, one run per province
+    assert not broker.exists(triggers.flag_key(triggers.ALL))
     assert sorted(queued_matches(broker)) == sorted([f"({ha_tinh.pk},)", f"({ha_noi.pk},)"])
 
 
