@@ -121,3 +121,28 @@ def test_approving_members_enqueues_their_province(ha_tinh, make_user, broker, d
         result = members_bulk_approve(user=reviewer, members=members[1:])
     assert result["approved"] == 2
     assert queued_matches(broker) == [f"({ha_tinh.pk},)"]  # one run for the whole bulk approval
+
+
+def test_a_bank_statement_batch_enqueues_one_run_for_many_pledges(
+    ha_tinh, donor, make_user, broker, django_capture_on_commit_callbacks
+):
+    import csv
+    import io
+
+    from sponsorship.services import bank
+
+    commune = communes(ha_tinh)[0]
+    make_household(commune)
+    pledges = [donation_create(donor=donor, method="bank", amount_vnd=500_000, locality=commune)[0] for _ in range(5)]
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["date", "amount", "description", "bank reference", "counter-account"])
+    for i, p in enumerate(pledges):
+        writer.writerow(["01/11/2026", "500000", f"ung ho {p.reference}", f"FT{i}", ""])
+    finance = make_user("finance")
+    statement = bank.statement_import(name="s.csv", content=buf.getvalue().encode(), by=finance)
+    broker.delete("celery")
+    with django_capture_on_commit_callbacks(execute=True):
+        counts = bank.match_lines(statement_id=statement.pk)
+    assert counts["matched"] == 5
+    assert queued_matches(broker) == [f"({ha_tinh.pk},)"]

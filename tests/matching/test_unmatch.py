@@ -2,18 +2,15 @@
 released, ledger allocated → donor funds → refund, card back to the queue) and flags sent ones.
 Refunds and disputes go through the real appliers of sponsorship/services/payments.py."""
 
-from django.db import transaction
-
 from beneficiaries.models import MemberStatus
 from beneficiaries.services.review import member_suspend
 from sponsorship.card_models import Card
 from sponsorship.matching import services
 from sponsorship.matching.models import Allocation
-from sponsorship.models import Donation, LedgerTransaction, Refund
+from sponsorship.models import Donation, LedgerTransaction
 from sponsorship.services.cards import card_transition
-from sponsorship.services.donations import recompute_money
 from sponsorship.services.ledger import check_invariants, fund_balances
-from sponsorship.services.payments import _post_refund, apply_dispute
+from sponsorship.services.payments import apply_dispute, apply_refund
 
 from .conftest import PERIOD, communes, make_gift, make_household
 
@@ -34,14 +31,17 @@ def card_gift(donor, amount):
 
 
 def refund(gift, amount):
-    """What apply_refund does for a succeeded Stripe refund: row, ledger, recompute (hook)."""
-    with transaction.atomic():
-        locked = Donation.objects.select_for_update().get(pk=gift.pk)
-        row = Refund.objects.create(
-            donation=locked, amount_vnd=amount, status="succeeded", stripe_refund_id=f"re_{gift.pk}_{amount}"
-        )
-        _post_refund(row, locked)
-        recompute_money(locked, "test refund")
+    """A succeeded Stripe refund, applied by the real applier (as from the API answer or webhook)."""
+    apply_refund(
+        {
+            "id": f"re_{gift.pk}_{amount}",
+            "amount": amount,
+            "status": "succeeded",
+            "payment_intent": gift.stripe_payment_intent_id,
+            "metadata": {"donation_id": str(gift.pk)},
+        },
+        source="test",
+    )
 
 
 def test_full_refund_unmatches_a_funded_card_and_the_books_stay_right(ha_tinh, donor):
@@ -137,3 +137,18 @@ def test_a_suspended_member_loses_a_card_not_yet_sent(ha_tinh, donor, make_user)
     assert member.status == MemberStatus.SUSPENDED
     assert run(ha_tinh).cards_funded == 0  # not approved: never staged again
     assert check_invariants() == []
+
+
+def test_finance_sees_flagged_cards_and_donors_do_not(client, ha_tinh, donor, make_user):
+    make_household(communes(ha_tinh)[0])
+    gift = card_gift(donor, SHARE)
+    run(ha_tinh)
+    card = Card.objects.get()
+    for to in ("listed", "submitted"):
+        card_transition(card_id=card.pk, to=to)
+    refund(gift, SHARE)
+    client.force_login(make_user("finance"))
+    page = client.get("/matching/flagged/").content.decode()
+    assert f'href="/matching/cards/{card.pk}/"' in page and gift.reference in page
+    client.force_login(donor)
+    assert client.get("/matching/flagged/").status_code == 403
