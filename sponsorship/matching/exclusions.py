@@ -18,16 +18,19 @@ a suspended member's cards not yet sent are un-matched (unmatch.member_cards_unm
 from django.db import transaction
 from django.utils import timezone
 
-# Members whose latest rejected card is newer than their latest approval.
+# Members whose latest rejected card is newer than their latest approval. Driven from the
+# rejected cards (few) rather than probing once per staged need (up to millions).
 DROP_SQL = """
 DELETE FROM mneed n
-WHERE EXISTS (
-    SELECT 1 FROM sponsorship_card c JOIN sponsorship_cardtransition ct
-      ON ct.card_id = c.id AND ct.to_status = 'rejected'
-    WHERE c.member_id = n.member_id AND c.product = %(product)s AND c.status = 'rejected'
-      AND NOT EXISTS (SELECT 1 FROM beneficiaries_membertransition mt
-                      WHERE mt.member_id = n.member_id AND mt.to_status = 'approved' AND mt.at > ct.at)
-)
+USING (
+    SELECT c.member_id, MAX(ct.at) AS rejected_at
+    FROM sponsorship_card c JOIN sponsorship_cardtransition ct ON ct.card_id = c.id AND ct.to_status = 'rejected'
+    WHERE c.product = %(product)s AND c.status = 'rejected'
+    GROUP BY c.member_id
+) r
+WHERE n.member_id = r.member_id
+  AND NOT EXISTS (SELECT 1 FROM beneficiaries_membertransition mt
+                  WHERE mt.member_id = r.member_id AND mt.to_status = 'approved' AND mt.at > r.rejected_at)
 """
 
 
