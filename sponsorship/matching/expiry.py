@@ -24,7 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from ..models import Account, Donation, DonationStatus, Method
+from ..models import Account, Donation, DonationStatus
 from ..services.donations import fund_key
 from ..services.ledger import credit, debit, ledger_post
 from .feature_models import DonorChoice, ExpiryOutcome, GiftExpiry
@@ -33,17 +33,26 @@ logger = logging.getLogger("sponsorship.matching")
 
 CLEARED = (DonationStatus.SUCCEEDED, DonationStatus.PARTIALLY_PAID, DonationStatus.PARTIALLY_REFUNDED)
 
-# Per cleared gift: its own donor_funds credits minus its allocations (as the matcher reads it).
+# Cleared gifts due for a decision and what each has left (its own donor_funds credits minus its
+# allocations, as the matcher reads it). Everything that would be skipped is filtered here, so a
+# batch never fills up with gifts that need nothing (fully matched, already where most needed,
+# match money) and the oldest due gifts always make progress.
 LEFT_SQL = """
-SELECT d.id,
-       COALESCE((SELECT -SUM(e.amount) FROM sponsorship_ledgerentry e
-                 JOIN sponsorship_ledgertransaction t ON t.id = e.transaction_id
-                 WHERE t.donation_id = d.id AND e.account = 'donor_funds'), 0)
-     - COALESCE((SELECT SUM(a.amount_vnd) FROM sponsorship_allocation a WHERE a.donation_id = d.id), 0)
-FROM sponsorship_donation d
-WHERE d.status = ANY(%(statuses)s) AND d.paid_at IS NOT NULL AND d.paid_at < %(before)s
-  AND NOT EXISTS (SELECT 1 FROM sponsorship_giftexpiry x WHERE x.donation_id = d.id)
-ORDER BY d.paid_at, d.id
+SELECT id, money_left FROM (
+    SELECT d.id, d.paid_at,
+           COALESCE((SELECT -SUM(e.amount) FROM sponsorship_ledgerentry e
+                     JOIN sponsorship_ledgertransaction t ON t.id = e.transaction_id
+                     WHERE t.donation_id = d.id AND e.account = 'donor_funds'), 0)
+         - COALESCE((SELECT SUM(a.amount_vnd) FROM sponsorship_allocation a WHERE a.donation_id = d.id), 0)
+           AS money_left
+    FROM sponsorship_donation d
+    WHERE d.status = ANY(%(statuses)s) AND d.paid_at IS NOT NULL AND d.paid_at < %(before)s
+      AND d.method <> 'match'
+      AND NOT (d.has_redirect_consent AND d.locality_id IS NULL AND d.product = '' AND d.beneficiary_group = '')
+      AND NOT EXISTS (SELECT 1 FROM sponsorship_giftexpiry x WHERE x.donation_id = d.id)
+) due
+WHERE money_left > 0
+ORDER BY paid_at, id
 LIMIT %(limit)s
 """
 
@@ -98,14 +107,10 @@ def expire_unmatched(*, now=None, limit: int = 500) -> dict:
     before, reason = _cutoff(now)
     with connection.cursor() as cur:
         cur.execute(LEFT_SQL, {"statuses": list(CLEARED), "before": before, "limit": limit})
-        due = [(pk, left) for pk, left in cur.fetchall() if left > 0]
+        due = cur.fetchall()
     counts = {"redirected": 0, "refund_offered": 0, "notified": 0}
     for pk, left in due:
         d = Donation.objects.get(pk=pk)
-        if d.method == Method.MATCH:
-            continue  # a business's match money follows the gift it matched, never refunded here
-        if d.has_redirect_consent and not _is_restricted(d):
-            continue  # already where most needed
         with transaction.atomic():
             outcome = ExpiryOutcome.REDIRECTED if d.has_redirect_consent else ExpiryOutcome.REFUND_OFFERED
             _x, created = GiftExpiry.objects.get_or_create(

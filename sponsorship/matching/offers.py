@@ -138,7 +138,13 @@ def offers_apply(*, donation_ids=None, limit: int = 500) -> int:
         gifts = Donation.objects.filter(status__in=MATCHABLE, paid_at__gte=offer.starts_at).exclude(method=Method.MATCH)
         if donation_ids is not None:
             gifts = gifts.filter(pk__in=list(donation_ids))
-        gifts = gifts.exclude(offer_matches__offer=offer).select_related("locality", "donor__donor_profile")
+        # Filtered in SQL as far as possible, so a batch never fills up with gifts the offer
+        # cannot match (the sweep would otherwise stall on them).
+        gifts = gifts.exclude(offer_matches__offer=offer).exclude(donor=offer.business_id)
+        gifts = gifts.exclude(donor__donor_profile__kind="business")
+        if localities:
+            gifts = gifts.filter(Q(locality_id__in=localities) | Q(locality__province_id__in=localities))
+        gifts = gifts.select_related("locality", "donor__donor_profile")
         for gift in gifts.order_by("paid_at", "id")[:limit]:
             if _applies(offer, gift, localities) and _is_individual(gift):
                 if offer_match_gift(offer=offer, gift=gift):

@@ -96,3 +96,12 @@ def test_a_donor_page_lets_only_the_gifts_donor_answer(client, ha_noi, donor, ma
     gift.refresh_from_db()
     x.refresh_from_db()
     assert x.donor_choice == "redirect" and gift.locality is None
+
+
+def test_fully_matched_gifts_do_not_block_the_batch(ha_tinh, ha_noi, donor):
+    make_household(communes(ha_tinh)[0])
+    old_gift(donor, SHARE, days=100)  # fully matched below
+    services.match_province(province_id=ha_tinh.pk, period_start=PERIOD)
+    due = old_gift(donor, SHARE, days=90, locality=communes(ha_noi)[0])
+    assert expiry.expire_unmatched(limit=1)["refund_offered"] == 1
+    assert GiftExpiry.objects.get().donation == due
