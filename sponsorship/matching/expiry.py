@@ -35,8 +35,9 @@ CLEARED = (DonationStatus.SUCCEEDED, DonationStatus.PARTIALLY_PAID, DonationStat
 
 # Cleared gifts due for a decision and what each has left (its own donor_funds credits minus its
 # allocations, as the matcher reads it). Everything that would be skipped is filtered here, so a
-# batch never fills up with gifts that need nothing (fully matched, already where most needed,
-# match money) and the oldest due gifts always make progress.
+# batch never fills up with gifts that need nothing (fully matched, already where most needed)
+# and the oldest due gifts always make progress. Match money (offers.py) carries the consent, so
+# it is redirected like any consenting gift and never offered back.
 LEFT_SQL = """
 SELECT id, money_left FROM (
     SELECT d.id, d.paid_at,
@@ -47,7 +48,6 @@ SELECT id, money_left FROM (
            AS money_left
     FROM sponsorship_donation d
     WHERE d.status = ANY(%(statuses)s) AND d.paid_at IS NOT NULL AND d.paid_at < %(before)s
-      AND d.method <> 'match'
       AND NOT (d.has_redirect_consent AND d.locality_id IS NULL AND d.product = '' AND d.beneficiary_group = '')
       AND NOT EXISTS (SELECT 1 FROM sponsorship_giftexpiry x WHERE x.donation_id = d.id)
 ) due
