@@ -11,7 +11,6 @@ from beneficiaries.models import Locality
 from donors.scopes import is_nationwide
 
 from .models import (
-    DONOR_METHODS,
     Appearance,
     BankStatementLine,
     Discrepancy,
@@ -57,7 +56,7 @@ class DonationOutputSerializer(serializers.Serializer):
 
 class DonationCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
-        method = serializers.ChoiceField(choices=DONOR_METHODS)
+        method = serializers.ChoiceField(choices=Method.choices)
         amount_vnd = serializers.IntegerField(required=False, min_value=1)
         cards_count = serializers.IntegerField(required=False, min_value=1, max_value=10_000)
         locality_id = serializers.IntegerField(required=False, allow_null=True)

@@ -24,11 +24,11 @@ class Appearance(models.TextChoices):
 class Method(models.TextChoices):
     CARD = "card", _("Card (Stripe)")
     BANK = "bank", _("Bank transfer (VietQR)")
-    MATCH = "match", _("Corporate match")  # a business's match of another gift (matching/offers.py)
 
 
-# What a donor may choose when giving (a match is made by an offer, never chosen).
-DONOR_METHODS = [(Method.CARD.value, Method.CARD.label), (Method.BANK.value, Method.BANK.label)]
+# A business's match of another gift (matching/offers.py): written by match offers only, so it
+# is not a choice a donor sees (Method.choices feeds the donate form and the API).
+METHOD_MATCH = "match"
 
 
 class DonationStatus(models.TextChoices):
@@ -83,7 +83,9 @@ class Donation(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=DonationStatus.values), name="donation_status_valid"),
-            models.CheckConstraint(condition=Q(method__in=Method.values), name="donation_method_valid"),
+            models.CheckConstraint(
+                condition=Q(method__in=[*Method.values, METHOD_MATCH]), name="donation_method_valid"
+            ),
             models.CheckConstraint(condition=Q(appearance__in=Appearance.values), name="donation_appearance_valid"),
             models.CheckConstraint(condition=Q(product="") | Q(product__in=Product.values), name="donation_product"),
             models.CheckConstraint(condition=Q(amount_vnd__gt=0), name="donation_amount_positive"),

@@ -37,7 +37,6 @@ from config.exceptions import ApplicationError  # noqa: E402
 from donors.scopes import is_nationwide  # noqa: E402
 
 from .models import (  # noqa: E402
-    DONOR_METHODS,
     Appearance,
     BankStatementLine,
     Discrepancy,
@@ -51,7 +50,7 @@ from .models import (  # noqa: E402
 
 
 class DonateForm(forms.Form):
-    method = forms.ChoiceField(label=_("How do you give?"), choices=DONOR_METHODS, widget=forms.RadioSelect)
+    method = forms.ChoiceField(label=_("How do you give?"), choices=Method.choices, widget=forms.RadioSelect)
     amount_vnd = forms.IntegerField(label=_("Amount (VND)"), required=False, min_value=1)
     cards_count = forms.IntegerField(label=_("…or a number of cards"), required=False, min_value=1, max_value=10_000)
     province = forms.ModelChoiceField(

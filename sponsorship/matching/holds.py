@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from config.exceptions import ApplicationError
 
-from ..models import DonationStatus, Method
+from ..models import METHOD_MATCH, DonationStatus, Method
 from .feature_models import Hold, HoldStatus
 
 DEAD = (DonationStatus.FAILED, DonationStatus.CANCELED)
@@ -69,7 +69,7 @@ def pledge_created(donation) -> Hold | None:
     """A pledge restricted to a commune holds that commune's top needs up to its amount."""
     from beneficiaries.models import Level
 
-    if donation.locality_id and donation.locality.level == Level.COMMUNE and donation.method != Method.MATCH:
+    if donation.locality_id and donation.locality.level == Level.COMMUNE and donation.method != METHOD_MATCH:
         return hold_create(donation=donation, locality=donation.locality)
     return None
 

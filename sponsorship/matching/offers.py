@@ -24,7 +24,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from ..models import Account, Appearance, Donation, DonationStatus, Method
+from ..models import METHOD_MATCH, Account, Appearance, Donation, DonationStatus
 from ..services.donations import new_reference
 from ..services.ledger import credit, debit, ledger_post
 from .feature_models import MatchOffer, OfferMatch
@@ -58,7 +58,7 @@ def gift_cleared(*, donation_ids) -> None:
 
 
 def _applies(offer: MatchOffer, gift: Donation, locality_ids: set[int]) -> bool:
-    if gift.donor_id == offer.business_id or gift.method == Method.MATCH:
+    if gift.donor_id == offer.business_id or gift.method == METHOD_MATCH:
         return False
     if not locality_ids:
         return True
@@ -93,7 +93,7 @@ def offer_match_gift(*, offer: MatchOffer, gift: Donation) -> OfferMatch | None:
             profile = getattr(business, "donor_profile", None)
             matched = Donation.objects.create(
                 donor=business,
-                method=Method.MATCH,
+                method=METHOD_MATCH,
                 amount_vnd=amount,
                 locality=gift.locality,
                 product=gift.product,
@@ -135,7 +135,7 @@ def offers_apply(*, donation_ids=None, limit: int = 500) -> int:
     made = 0
     for offer in offers:
         localities = {loc.pk for loc in offer.localities.all()}
-        gifts = Donation.objects.filter(status__in=MATCHABLE, paid_at__gte=offer.starts_at).exclude(method=Method.MATCH)
+        gifts = Donation.objects.filter(status__in=MATCHABLE, paid_at__gte=offer.starts_at).exclude(method=METHOD_MATCH)
         if donation_ids is not None:
             gifts = gifts.filter(pk__in=list(donation_ids))
         # Filtered in SQL as far as possible, so a batch never fills up with gifts the offer

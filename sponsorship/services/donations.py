@@ -171,7 +171,7 @@ def donation_create(
         existing = Donation.objects.filter(donor=donor, idempotency_key=idempotency_key).first()
         if existing:
             return existing, False
-    if method not in (Method.CARD, Method.BANK):  # Method.MATCH is written by match offers only
+    if method not in Method.values:
         raise ApplicationError(_("Choose card or bank transfer."), code="method")
     if product and product not in Product.values:
         raise ApplicationError(_("Unknown product."), code="product")
