@@ -64,6 +64,8 @@ class DonationCreateApi(APIView):
         beneficiary_group = serializers.CharField(required=False, allow_blank=True, default="", max_length=16)
         campaign = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
         appearance = serializers.ChoiceField(choices=Appearance.choices, default=Appearance.NAMED)
+        # Money left unmatched may go "where most needed" (matching/expiry.py).
+        has_redirect_consent = serializers.BooleanField(required=False, default=False)
 
     class OutputSerializer(DonationOutputSerializer):
         vietqr_payload = serializers.CharField(required=False)

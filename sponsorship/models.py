@@ -26,6 +26,11 @@ class Method(models.TextChoices):
     BANK = "bank", _("Bank transfer (VietQR)")
 
 
+# A business's match of another gift (matching/offers.py): written by match offers only, so it
+# is not a choice a donor sees (Method.choices feeds the donate form and the API).
+METHOD_MATCH = "match"
+
+
 class DonationStatus(models.TextChoices):
     PENDING = "pending", _("Pending")
     REQUIRES_ACTION = "requires_action", _("Waiting for 3-D Secure")
@@ -53,6 +58,8 @@ class Donation(models.Model):
     product = models.CharField(_("product"), max_length=16, choices=Product.choices, blank=True)
     beneficiary_group = models.CharField(_("beneficiary group"), max_length=16, blank=True)
     campaign = models.CharField(_("campaign"), max_length=64, blank=True)
+    # The donor agreed that money left unmatched may go "where most needed" (matching/expiry.py).
+    has_redirect_consent = models.BooleanField(_("may go where most needed"), default=False)
     appearance = models.CharField(_("appear as"), max_length=12, choices=Appearance.choices)
     status = models.CharField(_("status"), max_length=20, choices=DonationStatus.choices, default="pending")
     fund_key = models.CharField(max_length=200, editable=False)
@@ -76,7 +83,9 @@ class Donation(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=DonationStatus.values), name="donation_status_valid"),
-            models.CheckConstraint(condition=Q(method__in=Method.values), name="donation_method_valid"),
+            models.CheckConstraint(
+                condition=Q(method__in=[*Method.values, METHOD_MATCH]), name="donation_method_valid"
+            ),
             models.CheckConstraint(condition=Q(appearance__in=Appearance.values), name="donation_appearance_valid"),
             models.CheckConstraint(condition=Q(product="") | Q(product__in=Product.values), name="donation_product"),
             models.CheckConstraint(condition=Q(amount_vnd__gt=0), name="donation_amount_positive"),
@@ -195,6 +204,8 @@ class Account(models.TextChoices):
     ALLOCATED_TO_CARDS = "allocated_to_cards", _("Allocated to cards")
     REMITTED_TO_AGENCY = "remitted_to_agency", _("Remitted to the agency")
     REFUNDS = "refunds", _("Refunds payable")
+    # What businesses owe for gifts their match offers matched (matching/offers.py).
+    MATCH_PLEDGES = "match_pledges", _("Match pledges receivable")
 
 
 # Accounts whose natural balance is a credit (negative in our signed convention).
@@ -347,4 +358,5 @@ class Receipt(models.Model):
 
 from .card_models import Card, CardStatus, CardTransition  # noqa: E402,F401  (Django finds models here)
 from .enrollment import models as enrollment_models  # noqa: E402,F401  (enrollment, issue 6)
+from .matching.feature_models import GiftExpiry, Hold, MatchOffer, OfferMatch  # noqa: E402,F401
 from .matching.models import Allocation, MatchingRule, MatchingRun, RunStatus  # noqa: E402,F401

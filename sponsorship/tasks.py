@@ -152,10 +152,13 @@ def enrollment_daily(self) -> None:
 def match_province(self, province_id: int) -> None:
     """Match one province shard (one transaction). Safe to re-run: a busy shard is skipped,
     a finished one finds nothing left to fund."""
-    from .matching import services
+    from .matching import services, triggers
 
+    # Cleared before reading: money or members arriving during this run ask for another one.
+    triggers.clear_flag(province_id)
     try:
-        services.match_province(province_id=province_id)
+        if services.match_province(province_id=province_id) is None:
+            triggers.request_match([province_id])  # shard busy: come back after the delay
     except TRANSIENT as exc:
         raise self.retry(exc=exc, countdown=min(2**self.request.retries, 30)) from exc
 
@@ -164,7 +167,40 @@ def match_province(self, province_id: int) -> None:
 def match_all() -> None:
     """Beat (every CHUNGTAY_MATCHING_EVERY_SECONDS): one match_province task per province with
     approved members. Safe to re-run."""
-    from .matching import services
+    from .matching import services, triggers
 
+    triggers.clear_flag(triggers.ALL)  # requested by unrestricted money (matching/triggers.py)
     for province_id in services.provinces_with_work():
         match_province.delay(province_id)
+
+
+# --- Matching features (sponsorship/matching/{holds,expiry,offers}.py) ----------------------------
+@shared_task(ignore_result=True)
+def release_expired_holds() -> None:
+    """Beat: end holds past their time (or of failed pledges); their provinces are matched again."""
+    from .matching import holds
+
+    holds.release_expired()
+
+
+@shared_task(bind=True, ignore_result=True, max_retries=3)
+def expire_unmatched_money(self) -> None:
+    """Beat: money unmatched too long goes where most needed (donor agreed) or is offered back;
+    donors are emailed. Safe to re-run: one decision per gift, notified_at after sending."""
+    from .matching import expiry
+
+    try:
+        expiry.expire_unmatched()
+    except TRANSIENT as exc:
+        raise self.retry(exc=exc, countdown=300) from exc
+
+
+@shared_task(bind=True, ignore_result=True, max_retries=5)
+def apply_match_offers(self, donation_ids: list[int] | None = None) -> None:
+    """After gifts clear (and on beat, for all): corporate match offers match them. Safe to re-run."""
+    from .matching import offers
+
+    try:
+        offers.offers_apply(donation_ids=donation_ids)
+    except TRANSIENT as exc:
+        raise self.retry(exc=exc, countdown=min(2**self.request.retries, 60)) from exc

@@ -52,6 +52,11 @@ def _transition(
             member=current, actor=user, from_status=current.status, to_status=to_status, reason=reason
         )
         current.refresh_from_db()
+        # Matching: an approval asks for a run of the province (after commit); a suspension
+        # takes back the member's cards not yet sent to the agency.
+        from sponsorship.matching import hooks as matching_hooks
+
+        matching_hooks.member_status_changed(member_id=current.pk, to_status=to_status)
         return current
 
 
@@ -132,6 +137,9 @@ def members_bulk_approve(*, user: User, members) -> dict[str, int]:
             ],
             batch_size=2000,
         )
+        from sponsorship.matching import hooks as matching_hooks  # a matching run, after commit
+
+        matching_hooks.members_approved(ids)
     total = len(members) if isinstance(members, list) else members.count()
     return {"approved": len(ids), "skipped": total - len(ids)}
 

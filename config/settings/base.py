@@ -1,6 +1,7 @@
 """Settings shared by every environment. Everything configurable comes from the
 environment (django-environ); `.env.example` lists every variable."""
 
+import datetime
 from pathlib import Path
 
 import environ
@@ -264,4 +265,24 @@ CHUNGTAY_MATCHING_WORK_MEM = env("CHUNGTAY_MATCHING_WORK_MEM", default="256MB")
 CELERY_BEAT_SCHEDULE["matching-match-all"] = {
     "task": "sponsorship.tasks.match_all",
     "schedule": CHUNGTAY_MATCHING_EVERY_SECONDS,
+}
+# Matching features (triggers, holds, expiry; sponsorship/matching/{triggers,holds,expiry}.py).
+CHUNGTAY_MATCHING_TRIGGER_DELAY_SECONDS = env.int("CHUNGTAY_MATCHING_TRIGGER_DELAY_SECONDS", default=5)
+CHUNGTAY_HOLD_CARD_MINUTES = env.int("CHUNGTAY_HOLD_CARD_MINUTES", default=30)
+CHUNGTAY_HOLD_BANK_DAYS = env.int("CHUNGTAY_HOLD_BANK_DAYS", default=3)
+CHUNGTAY_UNMATCHED_EXPIRY_DAYS = env.int("CHUNGTAY_UNMATCHED_EXPIRY_DAYS", default=60)
+# The campaign's list deadline (ISO date): unmatched money after it expires at once. Empty: none.
+_deadline = env("CHUNGTAY_CAMPAIGN_LIST_DEADLINE", default="")
+CHUNGTAY_CAMPAIGN_LIST_DEADLINE = datetime.date.fromisoformat(_deadline) if _deadline else None
+CELERY_BEAT_SCHEDULE["matching-release-holds"] = {
+    "task": "sponsorship.tasks.release_expired_holds",
+    "schedule": env.int("CHUNGTAY_HOLD_RELEASE_SECONDS", default=60),
+}
+CELERY_BEAT_SCHEDULE["matching-expire-unmatched"] = {
+    "task": "sponsorship.tasks.expire_unmatched_money",
+    "schedule": env.int("CHUNGTAY_EXPIRY_CHECK_SECONDS", default=3600),
+}
+CELERY_BEAT_SCHEDULE["matching-offers-sweep"] = {
+    "task": "sponsorship.tasks.apply_match_offers",
+    "schedule": env.int("CHUNGTAY_OFFERS_SWEEP_SECONDS", default=300),
 }

@@ -114,3 +114,7 @@ def card_reject_refund(*, card: Card) -> None:
     from sponsorship.matching.models import Allocation
 
     Allocation.objects.filter(card=card).delete()
+    # The member is not matched again until re-approved (matching/exclusions.py).
+    from sponsorship.matching.exclusions import member_return_after_rejection
+
+    member_return_after_rejection(member_id=card.member_id, reason=card.rejection_reason or "rejected")

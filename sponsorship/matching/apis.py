@@ -62,3 +62,38 @@ class DonorCardListApi(APIView):
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request):
         return Response(self.OutputSerializer(selectors.donor_cards(donor=request.user), many=True).data)
+
+
+class HoldCreateApi(APIView):
+    """A donor holds one household (or a commune) for one of their pledges while it clears."""
+
+    class InputSerializer(serializers.Serializer):
+        donation = serializers.UUIDField(help_text="The pledge's public id.")
+        household_id = serializers.IntegerField(required=False, allow_null=True)
+        locality_id = serializers.IntegerField(required=False, allow_null=True)
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        household_id = serializers.IntegerField(allow_null=True)
+        locality_id = serializers.IntegerField(allow_null=True)
+        amount_vnd = serializers.IntegerField()
+        status = serializers.CharField()
+        expires_at = serializers.DateTimeField()
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    def post(self, request):
+        from django.shortcuts import get_object_or_404
+
+        from beneficiaries.models import Household, Locality
+
+        from ..models import Donation
+        from . import holds
+
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        donation = get_object_or_404(Donation, public_id=v["donation"], donor=request.user)
+        household = get_object_or_404(Household, pk=v["household_id"]) if v.get("household_id") else None
+        locality = get_object_or_404(Locality, pk=v["locality_id"]) if v.get("locality_id") else None
+        hold = holds.hold_create(donation=donation, household=household, locality=locality, by=request.user)
+        return Response(self.OutputSerializer(hold).data, status=201)

@@ -33,3 +33,39 @@ def donor_cards(*, donor):
         .annotate(amount_vnd=Sum("amount_vnd"))
         .order_by("-card_id")[:500]
     )
+
+
+def flagged_cards(*, limit: int = 500):
+    """Cards sent to the agency whose money was refunded or disputed afterwards."""
+    from ..card_models import Card
+
+    return Card.objects.filter(is_flagged=True).select_related("locality").order_by("-updated_at")[:limit]
+
+
+def refund_requests(*, limit: int = 500):
+    """Decisions on unmatched money: refunds offered, with the donor's answer."""
+    from .feature_models import ExpiryOutcome, GiftExpiry
+
+    return (
+        GiftExpiry.objects.filter(outcome=ExpiryOutcome.REFUND_OFFERED)
+        .select_related("donation")
+        .order_by("-created_at")[:limit]
+    )
+
+
+def donor_unmatched(*, donor):
+    """The donor's own decisions on unmatched money (their dashboard)."""
+    from .feature_models import GiftExpiry
+
+    return GiftExpiry.objects.filter(donation__donor=donor).select_related("donation").order_by("-created_at")
+
+
+def business_offers(*, user):
+    """The business's own match offers with what each matched (no individual donor data)."""
+    from .feature_models import MatchOffer
+
+    return (
+        MatchOffer.objects.filter(business=user)
+        .prefetch_related("localities", "matches__source__locality")
+        .order_by("-created_at")
+    )

@@ -402,6 +402,10 @@ def match_province(*, province_id: int, product: str | None = None, period_start
             needs = stage_needs(
                 cur, province_id=province_id, product=product, months=months, period_start=period_start, rule=rule
             )
+            # Matching features (holds, members not to match now): hooks.before_pair, on the temp tables.
+            from . import hooks
+
+            hooks.before_pair(cur, province_id=province_id, product=product, period_start=period_start)
             if money_in and needs:
                 pair(cur, product=product)
             cur.execute(

@@ -434,6 +434,9 @@ def _match_batch(lines: list[BankStatementLine]) -> tuple[int, int]:
                     "full": full,
                 },
             )
+    from ..matching import hooks as matching_hooks  # match offers and a matching run, after commit
+
+    matching_hooks.gifts_paid(sorted({g[0] for _line, g in pairs}))
     if newly_paid:
         from .. import tasks
 

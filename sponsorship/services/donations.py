@@ -143,6 +143,11 @@ def recompute_money(donation: Donation, note: str = "") -> None:
     transactions), never by increments, so replays and reordering cannot skew them."""
     apply_totals(donation, money_totals([donation.pk]).get(donation.pk, {}), note)
     donation.save()
+    # Matching reacts here, for payments, refunds and disputes alike: lost money un-matches
+    # cards not yet sent, cleared money starts match offers and a run (after commit).
+    from ..matching import hooks as matching_hooks
+
+    matching_hooks.money_recomputed(donation)
 
 
 def donation_create(
@@ -157,6 +162,7 @@ def donation_create(
     campaign: str = "",
     appearance: str = Appearance.NAMED,
     idempotency_key: str = "",
+    has_redirect_consent: bool = False,
 ) -> tuple[Donation, bool]:
     """Create a gift. Idempotent per donor by `idempotency_key` (the API's Idempotency-Key
     header): the same key returns the first donation, so a double click never makes two.
@@ -204,6 +210,7 @@ def donation_create(
         campaign=campaign,
         appearance=appearance,
         idempotency_key=idempotency_key,
+        has_redirect_consent=bool(has_redirect_consent),
         fund_key=fund_key(
             locality_id=getattr(locality, "pk", None), product=product, group=beneficiary_group, campaign=campaign
         ),
@@ -211,7 +218,12 @@ def donation_create(
     for _attempt in range(5):
         try:
             with transaction.atomic():
-                return Donation.objects.create(reference=new_reference(), **fields), True
+                donation = Donation.objects.create(reference=new_reference(), **fields)
+                # A pledge to one commune holds that commune's top needs while it clears.
+                from ..matching import holds as matching_holds
+
+                matching_holds.pledge_created(donation)
+                return donation, True
         except IntegrityError:
             # Either the same Idempotency-Key raced us (return the winner) or the random
             # reference collided (draw again).

@@ -204,13 +204,16 @@ def check_invariants() -> list[tuple[str, str]]:
         .annotate(s=Sum("amount"))
         .values_list("transaction__kind", "s")
     )
-    received = -(by_kind.get("card_paid", 0) + by_kind.get("bank_paid", 0))
-    # A card the agency rejects gives its allocation back ("reject"): allocated is net of that.
-    allocated = by_kind.get("allocation", 0) + by_kind.get("reject", 0)
+    # "match_pledged": a business's match of a gift (matching/offers.py) is money received.
+    received = -(by_kind.get("card_paid", 0) + by_kind.get("bank_paid", 0) + by_kind.get("match_pledged", 0))
+    # A card the agency rejects, or one un-matched after a refund (matching/unmatch.py), gives
+    # its allocation back ("reject", "unmatch"): allocated is net of that.
+    allocated = by_kind.get("allocation", 0) + by_kind.get("reject", 0) + by_kind.get("unmatch", 0)
     refunded = by_kind.get("refund", 0)
     disputed = by_kind.get("dispute", 0) + by_kind.get("dispute_reinstated", 0)
     funds = natural_balance(Account.DONOR_FUNDS)
     known = {"card_paid", "bank_paid", "allocation", "reject", "refund", "dispute", "dispute_reinstated"}
+    known |= {"match_pledged", "unmatch", "redirect"}  # matching features; "redirect" nets to zero
     other = sum(v for k, v in by_kind.items() if k not in known)
     if other or funds != received - allocated - refunded - disputed:
         problems.append(

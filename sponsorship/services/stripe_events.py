@@ -201,6 +201,9 @@ def process_succeeded_batch(limit: int = 500) -> int:
             )
         if newly_paid:
             tasks.send_receipts_later(newly_paid)
+        from ..matching import hooks as matching_hooks  # match offers and a matching run, after commit
+
+        matching_hooks.gifts_paid({c[1] for c in by_pi.values()})
     return len(chosen)
 
 

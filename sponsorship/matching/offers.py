@@ -1,0 +1,152 @@
+"""Corporate match offers: a business pledges to match individual gifts at a ratio (1:1 or
+another) up to a cap, optionally only for gifts to localities it chose.
+
+When an individual gift's money clears (hooks.money_recomputed / gifts_paid → after commit,
+the task `apply_match_offers`; beat sweeps every CHUNGTAY_OFFERS_SWEEP_SECONDS for anything
+missed), each applicable offer creates, once per (offer, gift):
+- a matched gift (Donation, method `match`, donor = the business, the same locality, product,
+  group and campaign as the individual gift, hence the same fund), paid at once;
+- its ledger posting `match_pledged:<offer>:<gift>`: Dr match_pledges (what the business owes)
+  / Cr donor_funds[fund], kind `match_pledged`, attributed to the matched gift — from there the
+  matcher treats it as any other cleared gift of that fund;
+- an OfferMatch row (unique per offer and gift).
+
+The cap is never exceeded, whatever the concurrency: the offer's `used_vnd` grows by one
+conditional UPDATE that takes at most what is left (row lock; a second worker waits and sees
+the new total), with a CHECK constraint (used ≤ cap) as the last line of defence. The amount
+matched is the gift's money still cleared (received − refunded) × ratio, rounded down.
+"""
+
+import logging
+from decimal import ROUND_DOWN, Decimal
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from ..models import METHOD_MATCH, Account, Appearance, Donation, DonationStatus
+from ..services.donations import new_reference
+from ..services.ledger import credit, debit, ledger_post
+from .feature_models import MatchOffer, OfferMatch
+
+logger = logging.getLogger("sponsorship.matching")
+
+MATCHABLE = (DonationStatus.SUCCEEDED, DonationStatus.PARTIALLY_PAID, DonationStatus.PARTIALLY_REFUNDED)
+
+TAKE_SQL = """
+WITH o AS (SELECT id, used_vnd AS old FROM sponsorship_matchoffer WHERE id = %(id)s FOR UPDATE)
+UPDATE sponsorship_matchoffer m SET used_vnd = m.used_vnd + LEAST(%(want)s, m.cap_vnd - m.used_vnd)
+FROM o WHERE m.id = o.id AND m.is_active AND m.used_vnd < m.cap_vnd
+RETURNING m.used_vnd - o.old
+"""
+
+
+def active_offers(now=None):
+    now = now or timezone.now()
+    return MatchOffer.objects.filter(is_active=True, starts_at__lte=now).filter(
+        Q(ends_at__isnull=True) | Q(ends_at__gt=now)
+    )
+
+
+def gift_cleared(*, donation_ids) -> None:
+    """Hook: these gifts received money. If any offer is live, match them after commit."""
+    ids = list(donation_ids)
+    if ids and active_offers().exists():
+        from .. import tasks
+
+        transaction.on_commit(lambda: tasks.apply_match_offers.delay(ids))
+
+
+def _applies(offer: MatchOffer, gift: Donation, locality_ids: set[int]) -> bool:
+    if gift.donor_id == offer.business_id or gift.method == METHOD_MATCH:
+        return False
+    if not locality_ids:
+        return True
+    if gift.locality_id is None:
+        return False  # unrestricted money may go anywhere; the offer only matches its places
+    return gift.locality_id in locality_ids or gift.locality.province_id in locality_ids
+
+
+def _is_individual(gift: Donation) -> bool:
+    profile = getattr(gift.donor, "donor_profile", None)
+    return profile is None or profile.kind != "business"
+
+
+def offer_match_gift(*, offer: MatchOffer, gift: Donation) -> OfferMatch | None:
+    """Match one gift by one offer (one transaction). Idempotent: a gift already matched by
+    the offer returns None and writes nothing. Returns the OfferMatch, or None."""
+    if OfferMatch.objects.filter(offer=offer, source=gift).exists():
+        return None
+    cleared = gift.amount_received_vnd - gift.amount_refunded_vnd
+    want = int((Decimal(cleared) * offer.ratio).to_integral_value(rounding=ROUND_DOWN))
+    if want <= 0:
+        return None
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cur:
+                cur.execute(TAKE_SQL, {"id": offer.pk, "want": want})
+                row = cur.fetchone()
+            if not row or row[0] <= 0:
+                return None  # the cap is reached (or the offer was switched off)
+            amount = int(row[0])
+            business = offer.business
+            profile = getattr(business, "donor_profile", None)
+            matched = Donation.objects.create(
+                donor=business,
+                method=METHOD_MATCH,
+                amount_vnd=amount,
+                locality=gift.locality,
+                product=gift.product,
+                beneficiary_group=gift.beneficiary_group,
+                campaign=gift.campaign,
+                has_redirect_consent=True,  # the business's money follows the gift it matched
+                appearance=Appearance.COMPANY if profile and profile.company_name else Appearance.NAMED,
+                status=DonationStatus.SUCCEEDED,
+                fund_key=gift.fund_key,
+                reference=new_reference(),
+                amount_received_vnd=amount,
+                paid_at=timezone.now(),
+            )
+            ledger_post(
+                key=f"match_pledged:{offer.pk}:{gift.pk}",
+                kind="match_pledged",
+                donation=matched,
+                memo=f"{offer.name}: match of {gift.reference}",
+                entries=[debit(Account.MATCH_PLEDGES, amount), credit(Account.DONOR_FUNDS, amount, gift.fund_key)],
+            )
+            match = OfferMatch.objects.create(offer=offer, source=gift, matched=matched, amount_vnd=amount)
+            from . import triggers
+
+            triggers.money_cleared(donation_ids=[matched.pk])
+            return match
+    except IntegrityError:
+        # A concurrent worker matched the same gift first (unique offer+gift): its
+        # transaction took the cap share, ours rolled back.
+        return None
+
+
+def offers_apply(*, donation_ids=None, limit: int = 500) -> int:
+    """Match cleared individual gifts by every live offer that applies. `donation_ids`: the
+    gifts that just cleared; None (beat sweep): recent paid gifts not yet matched. Returns
+    how many matches were made. Safe to run twice and concurrently."""
+    offers = list(active_offers().prefetch_related("localities").select_related("business"))
+    if not offers:
+        return 0
+    made = 0
+    for offer in offers:
+        localities = {loc.pk for loc in offer.localities.all()}
+        gifts = Donation.objects.filter(status__in=MATCHABLE, paid_at__gte=offer.starts_at).exclude(method=METHOD_MATCH)
+        if donation_ids is not None:
+            gifts = gifts.filter(pk__in=list(donation_ids))
+        # Filtered in SQL as far as possible, so a batch never fills up with gifts the offer
+        # cannot match (the sweep would otherwise stall on them).
+        gifts = gifts.exclude(offer_matches__offer=offer).exclude(donor=offer.business_id)
+        gifts = gifts.exclude(donor__donor_profile__kind="business")
+        if localities:
+            gifts = gifts.filter(Q(locality_id__in=localities) | Q(locality__province_id__in=localities))
+        gifts = gifts.select_related("locality", "donor__donor_profile")
+        for gift in gifts.order_by("paid_at", "id")[:limit]:
+            if _applies(offer, gift, localities) and _is_individual(gift):
+                if offer_match_gift(offer=offer, gift=gift):
+                    made += 1
+    return made
