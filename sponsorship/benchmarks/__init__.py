@@ -9,4 +9,5 @@ REGISTRY = {
     "webhooks": "sponsorship.benchmarks.webhooks",
     "dashboard": "sponsorship.benchmarks.dashboard",
     "matching": "sponsorship.benchmarks.matching",
+    "ledger": "sponsorship.benchmarks.ledger",
 }

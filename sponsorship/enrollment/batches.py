@@ -103,9 +103,16 @@ def card_reject_refund(*, card: Card) -> None:
     """A card the agency rejected gives its money back to the pool of the same fund(s)
     (allocated_to_cards → donor_funds), idempotent per card."""
     per_fund = _fund_amounts([card.pk])
+    # A card whose batch was already paid has its money at the agency, not in
+    # allocated_to_cards: the agency owes it back (found by tests/reliability's ledger machine;
+    # taking it from allocated_to_cards drove that fund negative).
+    remitted = AgencyBatchCard.objects.filter(card=card, is_live=True, batch__status=BatchStatus.PAID).exists()
     entries = []
     for fund, amount in sorted(per_fund.items()):
-        entries += [debit("allocated_to_cards", amount, fund), credit("donor_funds", amount, fund)]
+        if remitted:
+            entries += [debit("remitted_to_agency", amount), credit("donor_funds", amount, fund)]
+        else:
+            entries += [debit("allocated_to_cards", amount, fund), credit("donor_funds", amount, fund)]
     if entries:
         ledger_post(key=f"reject:card:{card.pk}", entries=entries, memo=f"Card {card.pk} rejected", kind="reject")
     # The matcher counts a gift's money as spent while allocations to it exist; releasing the
