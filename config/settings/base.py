@@ -171,7 +171,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # worker only after the visibility timeout (default one hour). Ten minutes is longer than any
 # task here takes (a 1M-row import is ~80 s) and every task is safe to run twice, so a task of a
 # killed worker comes back within minutes, not an hour (tests/reliability sets a few seconds).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600)}
+# kombu looks for such messages every unacked_restore_interval × unacked_restore_throttle
+# seconds (10 × 10 by default); one cheap ZRANGE every CELERY_UNACKED_RESTORE_SECONDS instead.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600),
+    "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_SECONDS", default=10),
+    "unacked_restore_throttle": 1,
+}
 # Tasks published while Redis restarts are retried rather than lost.
 CELERY_TASK_PUBLISH_RETRY = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
