@@ -31,6 +31,7 @@ def start_worker(transactional_db, private_redis, settings):
         return worker.wait_ready() if ready else worker
 
     start.redis = private_redis
+    start.workers = started
     yield start
     for worker in started:
         worker.stop()
