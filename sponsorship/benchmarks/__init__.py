@@ -10,4 +10,7 @@ REGISTRY = {
     "dashboard": "sponsorship.benchmarks.dashboard",
     "matching": "sponsorship.benchmarks.matching",
     "ledger": "sponsorship.benchmarks.ledger",
+    "chaos": "sponsorship.benchmarks.chaos",
+    "concurrency": "sponsorship.benchmarks.concurrency",
+    "load": "sponsorship.benchmarks.load",
 }

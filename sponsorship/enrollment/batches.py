@@ -86,7 +86,11 @@ def batch_mark_paid(*, batch_id: int, by=None) -> AgencyBatch:
     """The money of the batch's cards went to the agency: allocated_to_cards → remitted_to_agency,
     one ledger transaction keyed by the batch (re-running posts nothing)."""
     batch = _move(batch_id, BatchStatus.PAID)
-    card_ids = list(batch.items.filter(is_live=True).values_list("card_id", flat=True))
+    # A card the agency already rejected gave its money back to the pool: it is not paid for
+    # (found by tests/reliability's ledger machine; paying it counted that money twice).
+    card_ids = list(
+        batch.items.filter(is_live=True).exclude(card__status=CardStatus.REJECTED).values_list("card_id", flat=True)
+    )
     per_fund = _fund_amounts(card_ids)
     total = sum(per_fund.values())
     if total:

@@ -69,3 +69,30 @@ def test_a_card_rejected_after_its_batch_was_paid_takes_its_money_back_from_the_
     assert fund_balances("allocated_to_cards").get(gift.fund_key, 0) == 0
     assert fund_balances("donor_funds")[gift.fund_key] == 379_080
     assert check_invariants() == []
+
+
+def test_a_batch_paid_after_the_agency_rejected_one_of_its_cards_does_not_pay_for_that_card(db, make_user, ha_tinh):
+    """Found by the benchmark form of the machine: the rejected card's money had gone back to
+    the pool, and paying the batch took it out of allocated_to_cards a second time."""
+    from sponsorship.card_models import CardStatus
+    from sponsorship.enrollment.batches import batch_create, batch_mark_paid, batch_submit, card_reject_refund
+    from sponsorship.matching.services import match_province
+    from sponsorship.services.cards import card_transition
+    from sponsorship.services.ledger import check_invariants, fund_balances, natural_balance
+    from tests.matching.conftest import PERIOD, communes, make_gift, make_household
+
+    commune = communes(ha_tinh, 1)[0]
+    make_household(commune)
+    make_household(commune)
+    gift = make_gift(make_user("donor"), 2 * 379_080, locality=commune)
+    run = match_province(province_id=ha_tinh.pk, period_start=PERIOD)
+    assert run.cards_funded == 2
+    share = run.money_allocated_vnd // 2
+    batch = batch_create(locality=commune, product="hi_household", period=PERIOD)
+    batch_submit(batch_id=batch.pk)
+    first = batch.items.order_by("card_id").first().card_id
+    card_reject_refund(card=card_transition(card_id=first, to=CardStatus.REJECTED, rejection_reason="x"))
+    batch_mark_paid(batch_id=batch.pk)
+    assert natural_balance("remitted_to_agency") == share
+    assert fund_balances("allocated_to_cards").get(gift.fund_key, 0) == 0
+    assert check_invariants() == []
