@@ -303,8 +303,6 @@ def rows(figures: dict) -> list[tuple[str, str]]:
         out.append(
             (f"  {name}", f"{e['requests']:,} req, p50 {e['p50_ms']} ms, p99 {e['p99_ms']} ms, errors {e['errors']}")
         )
-    out.append(
-        ("gifts created / card gifts paid", f"{figures['gifts_created']} / {figures['card_gifts_paid']}")
-    )
+    out.append(("gifts created / card gifts paid", f"{figures['gifts_created']} / {figures['card_gifts_paid']}"))
     out.append((f"goal p99 ≤ {GOAL_P99_MS} ms, 0 errors met", str(figures["goal_met"])))
     return out

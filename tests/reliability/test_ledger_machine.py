@@ -96,3 +96,15 @@ def test_a_batch_paid_after_the_agency_rejected_one_of_its_cards_does_not_pay_fo
     assert natural_balance("remitted_to_agency") == share
     assert fund_balances("allocated_to_cards").get(gift.fund_key, 0) == 0
     assert check_invariants() == []
+
+
+def test_benchmark_ledger_prints_its_table_and_json_line(db):
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("benchmark", "ledger", "--steps", "20", "--steps-per-example", "10", stdout=out)
+    figures = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert figures["benchmark"] == "ledger" and figures["steps"] >= 20 and figures["invariant_failures"] == 0
