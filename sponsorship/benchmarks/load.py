@@ -84,9 +84,14 @@ def _cleanup(since=None):
     User.objects.filter(pk__in=users).delete()
 
 
-def _spawn(argv, env):
+LOG_DIR = Path(os.environ.get("TMPDIR", "/tmp"))
+
+
+def _spawn(argv, env, name="proc"):
+    """A child in its own process group; its output goes to <tmp>/chungtay-load-<name>.log."""
+    log = open(LOG_DIR / f"chungtay-load-{name}.log", "w")  # noqa: SIM115 - the child owns it
     return subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
 
@@ -209,21 +214,21 @@ def run(options, out) -> dict:
             _spawn(
                 [sys.executable, "-m", "config.stripe_emulator", "--port", str(stripe_port),
                  "--webhook-url", f"{base}/stripe/webhook/", "--webhook-secret", SECRET],
-                env,
+                env, "stripe",
             )
         )  # fmt: skip
         procs.append(
             _spawn(
                 [str(bin_dir / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}",
                  "--workers", str(options["web_workers"]), "--threads", str(options["threads"])],
-                env,
+                env, "web",
             )
         )  # fmt: skip
         procs.append(
             _spawn(
                 [str(bin_dir / "celery"), "-A", "config", "worker", "-l", "WARNING", "--concurrency", "2",
                  "-n", f"bench-load-{os.getpid()}@%h"],
-                env,
+                env, "worker",
             )
         )  # fmt: skip
         import requests
