@@ -53,6 +53,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     province = None
     communes = None
+    nested = False  # True under pytest, where the test's transaction is already open
 
     def __init__(self):
         super().__init__()
@@ -65,6 +66,13 @@ class LedgerMachine(RuleBasedStateMachine):
             LedgerMachine.province, LedgerMachine.communes = _province()
         self._atomic = transaction.atomic()
         self._atomic.__enter__()
+        if not getattr(LedgerMachine, "nested", False):
+            # One snapshot per example: other processes writing to the same database (a load
+            # run, the platform) do not move this example's numbers between two checks.
+            from django.db import connection
+
+            with connection.cursor() as cur:
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         self.tag = uuid.uuid4().hex[:10]
         self.donor = User.objects.create_user(f"ledger-{self.tag}@chungtay.invalid", None, role=Role.DONOR)
         self.finance = User.objects.create_user(f"ledger-fin-{self.tag}@chungtay.invalid", None, role=Role.FINANCE)

@@ -12,7 +12,8 @@ CI_EXAMPLES = int(os.environ.get("CHUNGTAY_LEDGER_MACHINE_EXAMPLES", "20"))
 CI_STEPS = int(os.environ.get("CHUNGTAY_LEDGER_MACHINE_STEPS", "25"))
 
 
-def test_every_invariant_holds_after_every_step_of_random_money_histories(db, capsys):
+def test_every_invariant_holds_after_every_step_of_random_money_histories(db, capsys, monkeypatch):
+    monkeypatch.setattr(LedgerMachine, "nested", True)
     STATS.clear()
     run_state_machine_as_test(LedgerMachine, settings=machine_settings(CI_STEPS, CI_EXAMPLES))
     with capsys.disabled():
@@ -98,7 +99,8 @@ def test_a_batch_paid_after_the_agency_rejected_one_of_its_cards_does_not_pay_fo
     assert check_invariants() == []
 
 
-def test_benchmark_ledger_prints_its_table_and_json_line(db):
+def test_benchmark_ledger_prints_its_table_and_json_line(db, monkeypatch):
+    monkeypatch.setattr(LedgerMachine, "nested", True)
     import io
     import json
 
