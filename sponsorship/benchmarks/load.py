@@ -220,7 +220,10 @@ def run(options, out) -> dict:
         procs.append(
             _spawn(
                 [str(bin_dir / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}",
-                 "--workers", str(options["web_workers"]), "--threads", str(options["threads"])],
+                 "--workers", str(options["web_workers"]), "--threads", str(options["threads"]),
+                 # Longer than a donor's think time: gunicorn's 2 s default closed connections a
+                 # client was about to reuse (one POST failed with ECONNRESET in a 100-donor run).
+                 "--keep-alive", "10"],
                 env, "web",
             )
         )  # fmt: skip
