@@ -8,7 +8,15 @@ from django.db import connection
 
 from tests.sponsorship.conftest import emulator_base, english_messages, stripe_emulator  # noqa: F401
 
-from .procs import PrivateRedis, Worker, worker_env
+from .procs import REPORTED, PrivateRedis, Worker, worker_env
+
+
+def pytest_terminal_summary(terminalreporter):
+    """What each reliability scenario tried, even when output is captured."""
+    if REPORTED:
+        terminalreporter.section("reliability: what the suites tried")
+        for line in REPORTED:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture

@@ -24,9 +24,13 @@ def scale() -> int:
     return int(os.environ.get("CHUNGTAY_RELIABILITY_SCALE", "1"))
 
 
+REPORTED: list[str] = []  # printed in pytest's terminal summary (conftest)
+
+
 def report(scenario: str, **figures) -> None:
     """Print what a scenario tried and append it to CHUNGTAY_RELIABILITY_REPORT (benchmarks)."""
     line = json.dumps({"scenario": scenario, **figures}, sort_keys=True, default=str)
+    REPORTED.append(line)
     print(f"\nreliability | {line}", flush=True)
     path = os.environ.get("CHUNGTAY_RELIABILITY_REPORT")
     if path:
