@@ -5,12 +5,12 @@ Each prints what it tried (`reliability | {...}`); `benchmark chaos` runs them b
 import time
 
 import pytest
+from django.db.models import Count
 
 from sponsorship import tasks
 from sponsorship.matching.models import MatchingRun
 
 from .data import (
-    PERIOD,
     assert_no_double_allocation,
     card_gift,
     households,
@@ -38,25 +38,16 @@ def _matching_world(make_user, province, n):
 def _match_serially(province):
     from sponsorship.matching.services import match_province
 
-    def serial():
-        match_province(province_id=province.pk, period_start=PERIOD)
-        match_province(province_id=province.pk, period_start=PERIOD)
+    def serial():  # the default period, as the workers use
+        match_province(province_id=province.pk)
+        match_province(province_id=province.pk)
         return snapshot([province])
 
     return rolled_back(serial)
 
 
-@pytest.fixture
-def period(settings, monkeypatch):
-    # Workers use the default period (first day of next month); so does the serial truth.
-    from sponsorship.matching.services import current_period_start
-
-    monkeypatch.setattr("tests.reliability.test_faults.PERIOD", current_period_start())
-    return current_period_start()
-
-
 def test_a_worker_killed_mid_matching_leaves_nothing_half_done_and_the_rerun_completes(
-    start_worker, publish, table_lock, admin_sql, make_user, ha_tinh, period
+    start_worker, publish, table_lock, admin_sql, make_user, ha_tinh
 ):
     _matching_world(make_user, ha_tinh, scale())
     serial = _match_serially(ha_tinh)
@@ -95,7 +86,7 @@ def test_a_worker_killed_mid_matching_leaves_nothing_half_done_and_the_rerun_com
 
 
 def test_a_database_connection_dropped_mid_matching_is_retried_without_partial_writes(
-    start_worker, publish, table_lock, admin_sql, make_user, ha_tinh, period
+    start_worker, publish, table_lock, admin_sql, make_user, ha_tinh
 ):
     _matching_world(make_user, ha_tinh, scale())
     serial = _match_serially(ha_tinh)
@@ -115,7 +106,7 @@ def test_a_database_connection_dropped_mid_matching_is_retried_without_partial_w
     report(
         "PostgreSQL backend terminated mid-matching",
         cards=len(after["cards"]),
-        runs=dict(MatchingRun.objects.values_list("status").annotate(n=__import__("django").db.models.Count("id"))),
+        runs=dict(MatchingRun.objects.values_list("status").annotate(n=Count("id"))),
         equal_to_serial=True,
     )
 
