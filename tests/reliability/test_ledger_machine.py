@@ -108,3 +108,42 @@ def test_benchmark_ledger_prints_its_table_and_json_line(db, monkeypatch):
     call_command("benchmark", "ledger", "--steps", "20", "--steps-per-example", "10", stdout=out)
     figures = json.loads(out.getvalue().strip().splitlines()[-1])
     assert figures["benchmark"] == "ledger" and figures["steps"] >= 20 and figures["invariant_failures"] == 0
+
+
+def test_a_payment_posted_while_the_checker_runs_raises_no_false_alarm(transactional_db, make_user, monkeypatch):
+    """Found while load ran beside the ledger machine: check_invariants reads the ledger in
+    several queries, and a payment committed between two of them made the funds equation
+    look broken. It now reads one snapshot. Here a real payment (another connection) is
+    committed exactly between the checker's queries."""
+    import threading
+
+    from django.db import connection
+
+    from sponsorship.services import ledger
+
+    from .data import card_gift
+
+    donor = make_user("donor")
+    card_gift(donor, 500_000)
+    original = ledger.natural_balance
+    posted = []
+
+    def between(*args, **kwargs):
+        if not posted:
+
+            def pay():
+                try:
+                    posted.append(card_gift(donor, 700_000))
+                finally:
+                    connection.close()
+
+            t = threading.Thread(target=pay)
+            t.start()
+            t.join()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "natural_balance", between)
+    assert ledger.check_invariants() == []
+    assert posted and posted[0].amount_received_vnd == 700_000  # the payment really landed mid-check
+    monkeypatch.setattr(ledger, "natural_balance", original)
+    assert ledger.check_invariants() == []
