@@ -209,7 +209,9 @@ class Account(models.TextChoices):
 
 
 # Accounts whose natural balance is a credit (negative in our signed convention).
-CREDIT_NORMAL = {Account.DONOR_FUNDS, Account.ALLOCATED_TO_CARDS, Account.REFUNDS}
+# remitted_to_agency is credited when the money leaves for the agency (batch_mark_paid), so it
+# is read on its credit side; read as a debit account every remittance raised a false alarm.
+CREDIT_NORMAL = {Account.DONOR_FUNDS, Account.ALLOCATED_TO_CARDS, Account.REFUNDS, Account.REMITTED_TO_AGENCY}
 # Accounts carrying a fund (restriction) dimension.
 FUND_ACCOUNTS = {Account.DONOR_FUNDS, Account.ALLOCATED_TO_CARDS}
 

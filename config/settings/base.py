@@ -167,6 +167,20 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# With late acks a message stays in Redis's "unacked" set until the task finishes; if the whole
+# worker dies (SIGKILL, OOM, lost machine) nothing rejects it, and kombu gives it to another
+# worker only after the visibility timeout (default one hour). Ten minutes is longer than any
+# task here takes (a 1M-row import is ~80 s) and every task is safe to run twice, so a task of a
+# killed worker comes back within minutes, not an hour (tests/reliability sets a few seconds).
+# kombu looks for such messages every unacked_restore_interval × unacked_restore_throttle
+# seconds (10 × 10 by default); one cheap ZRANGE every CELERY_UNACKED_RESTORE_SECONDS instead.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600),
+    "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_SECONDS", default=10),
+    "unacked_restore_throttle": 1,
+}
+# Tasks published while Redis restarts are retried rather than lost.
+CELERY_TASK_PUBLISH_RETRY = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Celery's Django fixup closes the DB connection around every task unless this is set;
 # measured here a one-row task goes from ~150/s to ~580/s with reuse.

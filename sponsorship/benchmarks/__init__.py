@@ -9,4 +9,8 @@ REGISTRY = {
     "webhooks": "sponsorship.benchmarks.webhooks",
     "dashboard": "sponsorship.benchmarks.dashboard",
     "matching": "sponsorship.benchmarks.matching",
+    "ledger": "sponsorship.benchmarks.ledger",
+    "chaos": "sponsorship.benchmarks.chaos",
+    "concurrency": "sponsorship.benchmarks.concurrency",
+    "load": "sponsorship.benchmarks.load",
 }

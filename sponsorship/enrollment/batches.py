@@ -86,7 +86,11 @@ def batch_mark_paid(*, batch_id: int, by=None) -> AgencyBatch:
     """The money of the batch's cards went to the agency: allocated_to_cards → remitted_to_agency,
     one ledger transaction keyed by the batch (re-running posts nothing)."""
     batch = _move(batch_id, BatchStatus.PAID)
-    card_ids = list(batch.items.filter(is_live=True).values_list("card_id", flat=True))
+    # A card the agency already rejected gave its money back to the pool: it is not paid for
+    # (found by tests/reliability's ledger machine; paying it counted that money twice).
+    card_ids = list(
+        batch.items.filter(is_live=True).exclude(card__status=CardStatus.REJECTED).values_list("card_id", flat=True)
+    )
     per_fund = _fund_amounts(card_ids)
     total = sum(per_fund.values())
     if total:
@@ -103,9 +107,16 @@ def card_reject_refund(*, card: Card) -> None:
     """A card the agency rejected gives its money back to the pool of the same fund(s)
     (allocated_to_cards → donor_funds), idempotent per card."""
     per_fund = _fund_amounts([card.pk])
+    # A card whose batch was already paid has its money at the agency, not in
+    # allocated_to_cards: the agency owes it back (found by tests/reliability's ledger machine;
+    # taking it from allocated_to_cards drove that fund negative).
+    remitted = AgencyBatchCard.objects.filter(card=card, is_live=True, batch__status=BatchStatus.PAID).exists()
     entries = []
     for fund, amount in sorted(per_fund.items()):
-        entries += [debit("allocated_to_cards", amount, fund), credit("donor_funds", amount, fund)]
+        if remitted:
+            entries += [debit("remitted_to_agency", amount), credit("donor_funds", amount, fund)]
+        else:
+            entries += [debit("allocated_to_cards", amount, fund), credit("donor_funds", amount, fund)]
     if entries:
         ledger_post(key=f"reject:card:{card.pk}", entries=entries, memo=f"Card {card.pk} rejected", kind="reject")
     # The matcher counts a gift's money as spent while allocations to it exist; releasing the

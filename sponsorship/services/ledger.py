@@ -186,7 +186,22 @@ def check_invariants() -> list[tuple[str, str]]:
 
     1. every transaction balances; 2. donor funds = received − allocated − refunded − disputed
     (recomputed from transaction kinds); 3. no fund or credit-normal account is negative,
-    no clearing account below zero."""
+    no clearing account below zero.
+
+    The checks are several queries: outside a transaction they run in one REPEATABLE READ
+    snapshot, so payments posted between two of them cannot raise a false alarm (found by
+    tests/reliability while load ran beside the ledger machine)."""
+    from django.db import connection
+
+    if connection.in_atomic_block:
+        return _check_invariants()
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        return _check_invariants()
+
+
+def _check_invariants() -> list[tuple[str, str]]:
     from django.db import connection
 
     problems: list[tuple[str, str]] = []
