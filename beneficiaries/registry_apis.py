@@ -431,3 +431,47 @@ def _name_components() -> None:
 
 
 _name_components()
+
+
+# --- Access control (issue 8) -------------------------------------------------------------------
+# The scoped selectors already hide other localities' records; these make the whole registry API
+# a staff surface (donors and the public get 403 rather than empty lists), and keep bulk
+# approval to the roles that decide. The access matrix (tests/hardening) pins every cell.
+from rest_framework.permissions import IsAuthenticated  # noqa: E402
+
+from donors.models import Role  # noqa: E402
+
+REGISTRY_STAFF_ROLES = {Role.COMMUNE_OFFICER, Role.FRONT_REVIEWER, Role.AGENCY_VIEWER, Role.FINANCE, Role.ADMIN}
+
+
+class IsRegistryStaff(IsAuthenticated):
+    def has_permission(self, request, view):
+        user = request.user
+        return super().has_permission(request, view) and (user.is_superuser or user.role in REGISTRY_STAFF_ROLES)
+
+
+class IsReviewer(IsAuthenticated):
+    def has_permission(self, request, view):
+        user = request.user
+        return super().has_permission(request, view) and (user.is_superuser or user.role in review.REVIEW_ROLES)
+
+
+for _view in (
+    MemberListApi,
+    MemberDetailApi,
+    MemberPriceApi,
+    MemberSubmitApi,
+    MemberApproveApi,
+    MemberRejectApi,
+    MemberReturnApi,
+    MemberSuspendApi,
+    HouseholdCreateApi,
+    HouseholdDetailApi,
+    LocalityFreezeApi,
+    LocalityUnfreezeApi,
+    ImportCreateApi,
+    ImportDetailApi,
+    ImportErrorsApi,
+):
+    _view.permission_classes = [IsRegistryStaff]
+MemberBulkApproveApi.permission_classes = [IsReviewer]
