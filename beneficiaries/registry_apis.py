@@ -98,8 +98,9 @@ def _member_out(member: Member, unmasked: bool) -> dict:
 
 class MemberListApi(APIView):
     class FilterSerializer(serializers.Serializer):
-        locality = serializers.IntegerField(required=False)
-        province = serializers.IntegerField(required=False)
+        # Bounded to PostgreSQL's bigint: a larger number was a 500 (DataError), found by schemathesis.
+        locality = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+        province = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
         status = serializers.ChoiceField(choices=MemberStatus.choices, required=False)
         poverty_class = serializers.ChoiceField(choices=PovertyClass.choices, required=False)
         is_possible_duplicate = serializers.BooleanField(required=False, allow_null=True, default=None)
@@ -108,7 +109,7 @@ class MemberListApi(APIView):
         is_island_commune = serializers.BooleanField(required=False, default=False)
         q = serializers.CharField(required=False, allow_blank=True)
         limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=50)
-        offset = serializers.IntegerField(required=False, min_value=0, default=0)
+        offset = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1, default=0)
 
     class OutputSerializer(serializers.Serializer):
         count = serializers.IntegerField()

@@ -56,6 +56,30 @@ class SecurityHeadersMiddleware:
         return response
 
 
+# --- Path integers within the database's range -----------------------------------------------------
+
+BIGINT_MAX = 2**63 - 1
+
+
+class PathIntRangeMiddleware:
+    """`<int:pk>` accepts any run of digits; one beyond PostgreSQL's bigint made the query fail
+    with DataError (a 500, found by schemathesis on /matching/cards/<id>/). No row can have
+    such an id, so the answer is 404, decided once here for every route."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if any(isinstance(v, int) and not -BIGINT_MAX <= v <= BIGINT_MAX for v in view_kwargs.values()):
+            from django.http import Http404
+
+            raise Http404("No such object.")
+        return None
+
+
 # --- Secrets never logged ------------------------------------------------------------------------
 
 _SECRET_NAMES = (

@@ -284,6 +284,7 @@ AUTHENTICATION_BACKENDS = ["config.ratelimit.LockoutModelBackend"]
 MIDDLEWARE.insert(
     MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "config.security.SecurityHeadersMiddleware"
 )
+MIDDLEWARE.append("config.security.PathIntRangeMiddleware")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

@@ -10,3 +10,4 @@ REGISTRY = {
     "dashboard": "sponsorship.benchmarks.dashboard",
     "matching": "sponsorship.benchmarks.matching",
 }
+REGISTRY["schemathesis"] = "sponsorship.benchmarks.schemathesis"  # issue 8: bad input
