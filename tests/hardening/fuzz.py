@@ -78,7 +78,14 @@ def _send(client: Client, case) -> object:
             method.upper(), path, data=json.dumps(kwargs["json"]), content_type="application/json", **extra
         )
     if "files" in kwargs or case.media_type == "multipart/form-data":
-        data = dict(kwargs.get("data") or {})
+        raw = kwargs.get("data")
+        if raw is not None and not isinstance(raw, dict):
+            # A body that is not a form at all: send it as is, under a multipart content type.
+            body = raw if isinstance(raw, bytes) else str(raw).encode()
+            return client.generic(
+                method.upper(), path, data=body, content_type="multipart/form-data; boundary=fuzz", **extra
+            )
+        data = dict(raw or {})
         for name, value in (kwargs.get("files") or {}).items() if isinstance(kwargs.get("files"), dict) else []:
             data[name] = _as_file(name, value)
         for item in kwargs.get("files") or [] if isinstance(kwargs.get("files"), list) else []:
