@@ -36,3 +36,11 @@ def test_a_path_id_beyond_bigint_is_404(admin_client, url):
 def test_member_list_filters_beyond_bigint_are_400(admin_client, query):
     response = admin_client.get(f"/api/registry/members/?{query}")
     assert response.status_code == 400, response.content
+
+
+def test_basic_auth_with_a_nul_byte_is_refused_not_500(db):
+    import base64
+
+    header = "Basic " + base64.b64encode(b"an\x00@x.vn:pw").decode()
+    response = Client(raise_request_exception=False).get("/api/accounts/me/", HTTP_AUTHORIZATION=header)
+    assert response.status_code in (401, 403)  # refused as bad credentials
