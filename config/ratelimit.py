@@ -35,7 +35,9 @@ def _parse(rate: str) -> tuple[int, int]:
 def client_ip(request) -> str:
     meta = request.META
     if getattr(settings, "CHUNGTAY_RATELIMIT_TRUST_FORWARDED", False) and meta.get("HTTP_X_FORWARDED_FOR"):
-        return meta["HTTP_X_FORWARDED_FOR"].split(",")[0].strip()
+        # The rightmost entry is the one our (single) proxy appended; entries to its left are
+        # whatever the client sent and could be forged to dodge the limits.
+        return meta["HTTP_X_FORWARDED_FOR"].split(",")[-1].strip()
     return meta.get("REMOTE_ADDR", "") or "unknown"
 
 
@@ -52,12 +54,16 @@ def hit(scope: str, ident: str, *, rate: str | None = None) -> tuple[bool, int]:
     now = int(time.time())
     start = now - now % window
     key = _key(scope, ident, str(start))
-    cache.add(key, 0, timeout=window + 1)
     try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=window + 1)
-        count = 1
+        cache.add(key, 0, timeout=window + 1)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.add(key, 1, timeout=window + 1)
+            count = 1
+    except Exception:  # noqa: BLE001 - Redis down: fail open (a limiter must not take the site down)
+        logger.exception("rate limiter unavailable; %s not limited", scope)
+        return False, 0
     return count > limit, start + window - now
 
 
@@ -104,7 +110,11 @@ def _lock_ident(username: str, ip: str) -> str:
 
 def lockout_remaining(username: str, ip: str) -> int:
     """Seconds left of a lockout on this account from this IP (0 when not locked)."""
-    until = cache.get(_key("lock", _lock_ident(username, ip)))
+    try:
+        until = cache.get(_key("lock", _lock_ident(username, ip)))
+    except Exception:  # noqa: BLE001 - Redis down: no lockout rather than no login
+        logger.exception("lockout store unavailable")
+        return 0
     return max(0, int(until - time.time())) if until else 0
 
 
@@ -113,12 +123,16 @@ def record_failure(username: str, ip: str) -> bool:
     failures = settings.CHUNGTAY_LOGIN_LOCKOUT_FAILURES
     seconds = settings.CHUNGTAY_LOGIN_LOCKOUT_SECONDS
     key = _key("loginfail", _lock_ident(username, ip))
-    cache.add(key, 0, timeout=seconds)
     try:
-        count = cache.incr(key)
-    except ValueError:
-        cache.add(key, 1, timeout=seconds)
-        count = 1
+        cache.add(key, 0, timeout=seconds)
+        try:
+            count = cache.incr(key)
+        except ValueError:
+            cache.add(key, 1, timeout=seconds)
+            count = 1
+    except Exception:  # noqa: BLE001 - Redis down: the failure is not counted
+        logger.exception("lockout store unavailable")
+        return False
     if count >= failures and not lockout_remaining(username, ip):
         cache.set(_key("lock", _lock_ident(username, ip)), time.time() + seconds, timeout=seconds)
         cache.delete(key)
@@ -129,7 +143,10 @@ def record_failure(username: str, ip: str) -> bool:
 
 
 def clear_failures(username: str, ip: str) -> None:
-    cache.delete(_key("loginfail", _lock_ident(username, ip)))
+    try:
+        cache.delete(_key("loginfail", _lock_ident(username, ip)))
+    except Exception:  # noqa: BLE001 - Redis down: nothing to clear that could be read
+        logger.exception("lockout store unavailable")
 
 
 class LockoutModelBackend(ModelBackend):

@@ -280,3 +280,41 @@ def test_personal_data_views_are_listed_for_admins(report):
     reviewer.force_login(world.users["reviewer_x"])
     assert reviewer.get(reverse("admin:beneficiaries_personaldataview_changelist")).status_code == 302
     report.add("abuse", audit_checks=1)
+
+
+@pytest.mark.django_db
+def test_behind_the_proxy_the_appended_address_is_the_client(limits, settings):
+    """Only the rightmost X-Forwarded-For entry (appended by our proxy) counts: a client that
+    sends its own header cannot rotate addresses to dodge the login limit."""
+    limits(login="2/60")
+    settings.CHUNGTAY_RATELIMIT_TRUST_FORWARDED = True
+    client = Client()
+    codes = [
+        client.post(
+            reverse("login"),
+            {"username": "x@x.test", "password": "no"},
+            REMOTE_ADDR="10.0.0.254",
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{i}, 203.0.113.7",
+        ).status_code
+        for i in range(3)
+    ]
+    assert codes == [200, 200, 429], codes
+
+
+@pytest.mark.django_db
+def test_the_limiter_fails_open_when_redis_is_unreachable(limits, settings, caplog):
+    """A rate limiter must not take the site down with it: with the cache unreachable, logins
+    go through (and the outage is logged)."""
+    limits(login="1/60")
+    # Changing CACHES through the settings fixture resets Django's cache handler.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+            "OPTIONS": {"socket_connect_timeout": 0.2},
+        }
+    }
+    with caplog.at_level(logging.ERROR, logger="chungtay.security"):
+        for _ in range(3):
+            assert _login_post(Client(), "x@x.test", "no").status_code == 200
+    assert any("rate limiter unavailable" in r.getMessage() for r in caplog.records)
