@@ -80,15 +80,25 @@ def client_for(world: World, role: str) -> Client:
     return client
 
 
+def coverage(routes: set[str]) -> tuple[list[str], list[str]]:
+    """(routes without a row, rows without a route)."""
+    named = {row.name for row in MATRIX}
+    return sorted(routes - named), sorted(named - routes)
+
+
 def test_every_route_has_a_row_and_every_row_a_route(report):
     routes = set(all_routes())
-    named = {row.name for row in MATRIX}
-    missing = sorted(routes - named)
-    stale = sorted(named - routes)
+    missing, stale = coverage(routes)
     report.add("access matrix", routes=len(routes), rows=len(MATRIX), roles=len(ROLES), cells=len(MATRIX) * len(ROLES))
     assert not missing, f"routes with no row in tests/hardening/access_matrix.py: {missing}"
     assert not stale, f"matrix rows for routes that no longer exist: {stale}"
     assert len({row.id for row in MATRIX}) == len(MATRIX), "row ids must be unique"
+
+
+def test_a_new_route_without_a_row_is_noticed(settings):
+    settings.ROOT_URLCONF = "tests.hardening.urls_extra"
+    missing, stale = coverage(set(all_routes()))
+    assert missing == ["secret-new-page"] and not stale
 
 
 @pytest.mark.parametrize("row", MATRIX, ids=lambda r: f"{r.method} {r.id}")
