@@ -136,10 +136,46 @@ def record_failure(username: str, ip: str) -> bool:
     if count >= failures and not lockout_remaining(username, ip):
         cache.set(_key("lock", _lock_ident(username, ip)), time.time() + seconds, timeout=seconds)
         cache.delete(key)
+        _remember_lockout(username, ip, seconds)
         # Operators see lockouts in the log (level WARNING, logger chungtay.security).
         logger.warning("login locked for %s from %s after %s failures (%s s)", username, ip, count, seconds)
         return True
     return False
+
+
+RECENT_KEY_SUFFIX = "lockouts:recent"
+RECENT_MAX = 200
+
+
+def _recent_key() -> str:
+    return f"{settings.CHUNGTAY_RATELIMIT_PREFIX}:{RECENT_KEY_SUFFIX}"
+
+
+def _remember_lockout(username: str, ip: str, seconds: int) -> None:
+    """Keep the latest lockouts (a day) for the admins' page. Read-modify-write is fine here:
+    lockouts are rare, and a lost entry is still in the log."""
+    try:
+        recent = cache.get(_recent_key()) or []
+        recent.insert(0, {"username": username, "ip": ip, "at": time.time(), "until": time.time() + seconds})
+        cache.set(_recent_key(), recent[:RECENT_MAX], timeout=24 * 3600)
+    except Exception:  # noqa: BLE001 - the log line is the record of last resort
+        logger.exception("could not record the lockout for the admin page")
+
+
+def recent_lockouts() -> list[dict]:
+    """Lockouts of the last day, newest first, each with `remaining` seconds (0 = over)."""
+    try:
+        recent = cache.get(_recent_key()) or []
+    except Exception:  # noqa: BLE001
+        return []
+    for item in recent:
+        item["remaining"] = lockout_remaining(item["username"], item["ip"])
+    return recent
+
+
+def unlock(username: str, ip: str) -> None:
+    cache.delete(_key("lock", _lock_ident(username, ip)))
+    clear_failures(username, ip)
 
 
 def clear_failures(username: str, ip: str) -> None:
@@ -200,3 +236,24 @@ def login_view():
             return super().clean()
 
     return ratelimit("login")(LoginView.as_view(authentication_form=LockoutAuthenticationForm))
+
+
+def lockouts_view(request):
+    """Admins: the lockouts of the last day, with a button to lift one that is still active."""
+    from datetime import UTC, datetime
+
+    from django.contrib import messages
+    from django.core.exceptions import PermissionDenied
+    from django.shortcuts import redirect, render
+
+    if not (request.user.is_authenticated and request.user.is_superuser):
+        raise PermissionDenied
+    if request.method == "POST":
+        unlock(request.POST.get("username", ""), request.POST.get("ip", ""))
+        logger.warning(
+            "lockout lifted for %s from %s by %s", request.POST.get("username"), request.POST.get("ip"), request.user
+        )
+        messages.success(request, _("Lockout lifted."))
+        return redirect("security-lockouts")
+    rows = [dict(item, at=datetime.fromtimestamp(item["at"], tz=UTC)) for item in recent_lockouts()]
+    return render(request, "security/lockouts.html", {"lockouts": rows})

@@ -38,3 +38,8 @@ urlpatterns += [
     path("matching/", include("sponsorship.matching.urls")),
 ]
 urlpatterns += [path("enrollment/", include("sponsorship.enrollment.urls"))]  # enrollment (issue 6)
+
+# Hardening (issue 8): the admins' page of failed-login lockouts.
+from config.ratelimit import lockouts_view  # noqa: E402
+
+urlpatterns += [path("security/lockouts/", lockouts_view, name="security-lockouts")]

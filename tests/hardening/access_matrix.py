@@ -111,6 +111,7 @@ MATRIX: list[Row] = [
     Row("locality-list", "locality-list", "GET", "Y Y Y Y Y Y Y Y Y Y"),
     Row("enrollment-campaign", "enrollment-campaign", "GET", "Y Y Y Y Y Y Y Y Y Y"),
     Row("admin/*", "admin/*", "GET", "N N N N N N N N N Y"),
+    Row("security-lockouts", "security-lockouts", "GET", "N N N N N N N N N Y"),
     # --- Donor accounts -------------------------------------------------------------------------
     Row("donor-signup", "donor-signup", "GET", "Y Y Y Y Y Y Y Y Y Y"),
     Row("donor-verify-email", "donor-verify-email", "GET", "Y Y Y Y Y Y Y Y Y Y", kwargs=_uid_token),
