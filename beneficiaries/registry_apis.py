@@ -98,8 +98,9 @@ def _member_out(member: Member, unmasked: bool) -> dict:
 
 class MemberListApi(APIView):
     class FilterSerializer(serializers.Serializer):
-        locality = serializers.IntegerField(required=False)
-        province = serializers.IntegerField(required=False)
+        # Bounded to PostgreSQL's bigint: a larger number was a 500 (DataError), found by schemathesis.
+        locality = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+        province = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
         status = serializers.ChoiceField(choices=MemberStatus.choices, required=False)
         poverty_class = serializers.ChoiceField(choices=PovertyClass.choices, required=False)
         is_possible_duplicate = serializers.BooleanField(required=False, allow_null=True, default=None)
@@ -108,7 +109,7 @@ class MemberListApi(APIView):
         is_island_commune = serializers.BooleanField(required=False, default=False)
         q = serializers.CharField(required=False, allow_blank=True)
         limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=50)
-        offset = serializers.IntegerField(required=False, min_value=0, default=0)
+        offset = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1, default=0)
 
     class OutputSerializer(serializers.Serializer):
         count = serializers.IntegerField()
@@ -431,3 +432,47 @@ def _name_components() -> None:
 
 
 _name_components()
+
+
+# --- Access control (issue 8) -------------------------------------------------------------------
+# The scoped selectors already hide other localities' records; these make the whole registry API
+# a staff surface (donors and the public get 403 rather than empty lists), and keep bulk
+# approval to the roles that decide. The access matrix (tests/hardening) pins every cell.
+from rest_framework.permissions import IsAuthenticated  # noqa: E402
+
+from donors.models import Role  # noqa: E402
+
+REGISTRY_STAFF_ROLES = {Role.COMMUNE_OFFICER, Role.FRONT_REVIEWER, Role.AGENCY_VIEWER, Role.FINANCE, Role.ADMIN}
+
+
+class IsRegistryStaff(IsAuthenticated):
+    def has_permission(self, request, view):
+        user = request.user
+        return super().has_permission(request, view) and (user.is_superuser or user.role in REGISTRY_STAFF_ROLES)
+
+
+class IsReviewer(IsAuthenticated):
+    def has_permission(self, request, view):
+        user = request.user
+        return super().has_permission(request, view) and (user.is_superuser or user.role in review.REVIEW_ROLES)
+
+
+for _view in (
+    MemberListApi,
+    MemberDetailApi,
+    MemberPriceApi,
+    MemberSubmitApi,
+    MemberApproveApi,
+    MemberRejectApi,
+    MemberReturnApi,
+    MemberSuspendApi,
+    HouseholdCreateApi,
+    HouseholdDetailApi,
+    LocalityFreezeApi,
+    LocalityUnfreezeApi,
+    ImportCreateApi,
+    ImportDetailApi,
+    ImportErrorsApi,
+):
+    _view.permission_classes = [IsRegistryStaff]
+MemberBulkApproveApi.permission_classes = [IsReviewer]

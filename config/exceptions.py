@@ -36,7 +36,9 @@ def api_exception_handler(exc, context):
     if isinstance(exc, ApplicationError):
         from rest_framework.response import Response
 
-        return Response({"message": exc.message, "code": exc.code, "extra": exc.extra}, status=exc.status_code)
+        # A service's "you may not" (code "forbidden") is a 403, like the permission classes'.
+        status = 403 if exc.code == "forbidden" else exc.status_code
+        return Response({"message": exc.message, "code": exc.code, "extra": exc.extra}, status=status)
     response = exception_handler(exc, context)
     if response is None:
         return None

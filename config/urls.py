@@ -5,13 +5,14 @@ from django.urls import include, path
 from django.views.i18n import set_language
 from drf_spectacular.views import SpectacularAPIView
 
+from config.ratelimit import login_view
 from sponsorship import views as sponsorship_views
 
 urlpatterns = [
     path("", sponsorship_views.home, name="home"),
     path("healthz", sponsorship_views.healthz, name="healthz"),
     path("i18n/setlang/", set_language, name="set_language"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", login_view(), name="login"),  # lockout + rate limit (issue 8)
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/", include("donors.urls")),
     path("localities/", include("beneficiaries.urls")),
@@ -37,3 +38,8 @@ urlpatterns += [
     path("matching/", include("sponsorship.matching.urls")),
 ]
 urlpatterns += [path("enrollment/", include("sponsorship.enrollment.urls"))]  # enrollment (issue 6)
+
+# Hardening (issue 8): the admins' page of failed-login lockouts.
+from config.ratelimit import lockouts_view  # noqa: E402
+
+urlpatterns += [path("security/lockouts/", lockouts_view, name="security-lockouts")]

@@ -1,10 +1,12 @@
 from django.urls import path
 
+from config.ratelimit import ratelimit
+
 from . import donor_views
 
 urlpatterns = [
     path("", donor_views.dashboard, name="donor-dashboard"),
-    path("signup/", donor_views.signup, name="donor-signup"),
+    path("signup/", ratelimit("signup")(donor_views.signup), name="donor-signup"),
     path("verify/<uidb64>/<token>/", donor_views.verify_email, name="donor-verify-email"),
     path("profile/", donor_views.profile, name="donor-profile"),
 ]

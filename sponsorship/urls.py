@@ -1,9 +1,11 @@
 from django.urls import path
 
+from config.ratelimit import ratelimit
+
 from . import views
 
 urlpatterns = [
-    path("", views.donate, name="donate"),
+    path("", ratelimit("donation", key="user")(views.donate), name="donate"),
     path("<uuid:public_id>/pay/", views.donate_pay, name="donate-pay"),
     path("<uuid:public_id>/thanks/", views.donate_thanks, name="donate-thanks"),
     path("<uuid:public_id>/receipt.pdf", views.receipt_download, name="donate-receipt"),

@@ -6,12 +6,15 @@ from django.http import HttpResponse, HttpResponseBadRequest
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from config.ratelimit import ratelimit
+
 from .services import stripe_events
 
 logger = logging.getLogger("sponsorship.webhooks")
 
 
 @csrf_exempt
+@ratelimit("webhook")  # per sender IP, before any signature work (issue 8)
 @require_POST
 def stripe_webhook(request):
     sig = request.headers.get("Stripe-Signature")

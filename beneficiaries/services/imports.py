@@ -1036,7 +1036,7 @@ def import_errors_csv(*, job: ImportJob) -> str:
     writer.writerow([_("Row"), _("Field"), _("Reason")])
     for row_number, field, reason in job.row_errors.values_list("row_number", "field", "reason").iterator():
         # Reasons quote the uploaded value: keep a spreadsheet from reading it as a formula.
-        if reason[:1] in ("=", "+", "-", "@"):
+        if reason[:1] in ("=", "+", "-", "@", "\t", "\r"):  # tab/CR too: Excel strips them, then runs "=…"
             reason = "'" + reason
         reason = reason.replace(": =", ": '=").replace(": +", ": '+").replace(": @", ": '@")
         writer.writerow([row_number, field, reason])

@@ -300,3 +300,30 @@ CELERY_BEAT_SCHEDULE["matching-offers-sweep"] = {
     "task": "sponsorship.tasks.apply_match_offers",
     "schedule": env.int("CHUNGTAY_OFFERS_SWEEP_SECONDS", default=300),
 }
+
+# --- Hardening (issue 8): rate limits, lockout, headers, secrets in logs -------------------------
+# "count/seconds" per scope, counted in Redis (config/ratelimit.py).
+CHUNGTAY_RATELIMIT_ENABLED = env.bool("CHUNGTAY_RATELIMIT_ENABLED", default=True)
+CHUNGTAY_RATELIMIT_PREFIX = env("CHUNGTAY_RATELIMIT_PREFIX", default="rl")
+# Behind a reverse proxy that sets X-Forwarded-For (and strips the client's own), trust it.
+CHUNGTAY_RATELIMIT_TRUST_FORWARDED = env.bool("CHUNGTAY_RATELIMIT_TRUST_FORWARDED", default=False)
+CHUNGTAY_RATELIMITS = {
+    "login": env("CHUNGTAY_RATELIMIT_LOGIN", default="30/300"),  # per IP
+    "signup": env("CHUNGTAY_RATELIMIT_SIGNUP", default="10/3600"),  # per IP
+    "donation": env("CHUNGTAY_RATELIMIT_DONATION", default="30/600"),  # per donor (IP when anonymous)
+    "card": env("CHUNGTAY_RATELIMIT_CARD", default="10/600"),  # card payment attempts per donor
+    "webhook": env("CHUNGTAY_RATELIMIT_WEBHOOK", default="1200/60"),  # Stripe deliveries per IP
+}
+# Failed logins per account+IP before that pair is locked, and for how long.
+CHUNGTAY_LOGIN_LOCKOUT_FAILURES = env.int("CHUNGTAY_LOGIN_LOCKOUT_FAILURES", default=10)
+CHUNGTAY_LOGIN_LOCKOUT_SECONDS = env.int("CHUNGTAY_LOGIN_LOCKOUT_SECONDS", default=15 * 60)
+AUTHENTICATION_BACKENDS = ["config.ratelimit.LockoutModelBackend"]
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "config.security.SecurityHeadersMiddleware"
+)
+MIDDLEWARE.append("config.security.PathIntRangeMiddleware")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+LOGGING["filters"] = {"secrets": {"()": "config.security.SecretsFilter"}}
+LOGGING["handlers"]["console"]["filters"] = ["secrets"]

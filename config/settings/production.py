@@ -36,3 +36,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 EMAIL_BACKEND = env("DJANGO_EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+
+# Production runs behind a TLS-terminating proxy (SECURE_PROXY_SSL_HEADER above): rate limits and
+# lockouts key on the client address it appends to X-Forwarded-For, not on the proxy's own.
+CHUNGTAY_RATELIMIT_TRUST_FORWARDED = env.bool("CHUNGTAY_RATELIMIT_TRUST_FORWARDED", default=True)

@@ -35,3 +35,8 @@ CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 
 # Threads of the live server would otherwise keep connections open past the test database's end.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+# Rate limits stay on (the code path is exercised) but generous, so suites that log in or give
+# many times are not throttled; tests/hardening sets tight limits explicitly.
+CHUNGTAY_RATELIMITS = {scope: "100000/60" for scope in CHUNGTAY_RATELIMITS}  # noqa: F405
+CHUNGTAY_LOGIN_LOCKOUT_FAILURES = 1000

@@ -14,3 +14,4 @@ REGISTRY = {
     "concurrency": "sponsorship.benchmarks.concurrency",
     "load": "sponsorship.benchmarks.load",
 }
+REGISTRY["schemathesis"] = "sponsorship.benchmarks.schemathesis"  # issue 8: bad input

@@ -8,9 +8,7 @@ are kept. Re-importing the same list changes nothing (rows already applied count
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from datetime import date, datetime, timedelta
 
 from django.db import transaction
@@ -81,14 +79,9 @@ def _date(value) -> date | None:
 
 def read_rows(content: bytes, file_name: str) -> list[dict]:
     """Rows as dicts keyed by field name; unknown columns are ignored."""
-    if file_name.lower().endswith(".xlsx"):
-        from openpyxl import load_workbook
+    from config.uploads import read_table  # clear errors for empty, non-UTF-8, broken files (issue 8)
 
-        wb = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
-        raw = [list(r) for r in wb.worksheets[0].iter_rows(values_only=True)]
-    else:
-        text = content.decode("utf-8-sig")
-        raw = list(csv.reader(io.StringIO(text)))
+    raw = read_table(content, file_name)
     if not raw:
         raise ApplicationError("The card list is empty.", code="cardlist_empty")
     fields = [HEADERS.get(ascii_fold(str(h or "")).rstrip(":")) for h in raw[0]]
@@ -106,6 +99,8 @@ def read_rows(content: bytes, file_name: str) -> list[dict]:
             if field:
                 row[field] = value.strip() if isinstance(value, str) else value
         rows.append(row)
+    if not rows:  # a header alone would store an empty import (issue 8)
+        raise ApplicationError("The card list has a header but no rows.", code="cardlist_empty")
     return rows
 
 

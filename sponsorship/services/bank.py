@@ -7,7 +7,6 @@ Each statement line has a unique fingerprint, so an overlapping statement upload
 never counts a line twice."""
 
 import base64
-import csv
 import datetime as dt
 import hashlib
 import io
@@ -94,14 +93,9 @@ def _parse_date(value) -> dt.date:
 
 def read_statement(name: str, content: bytes) -> list[dict]:
     """Parse CSV or XLSX rows into dicts with our five columns."""
-    if name.lower().endswith(".xlsx"):
-        import openpyxl
+    from config.uploads import read_table  # clear errors for empty, non-UTF-8, broken files (issue 8)
 
-        wb = openpyxl.load_workbook(io.BytesIO(content), read_only=True, data_only=True)
-        rows = list(wb.active.iter_rows(values_only=True))
-    else:
-        text = content.decode("utf-8-sig")
-        rows = list(csv.reader(io.StringIO(text)))
+    rows = read_table(content, name)
     if not rows:
         return []
     header = [_norm_header(h) for h in rows[0]]
@@ -137,6 +131,8 @@ def read_statement(name: str, content: bytes) -> list[dict]:
             )
         except ValueError as exc:
             raise ApplicationError(_("Line %(n)s: %(e)s") % {"n": n, "e": exc}, code="line") from exc
+    if not out:  # a header alone would store an empty statement (issue 8)
+        raise ApplicationError(_("The statement has no lines."), code="empty")
     return out
 
 
