@@ -246,8 +246,11 @@ def test_3_a_declined_card_says_so_clearly_and_no_money_is_counted(page, stripe_
     balances = ledger.trial_balance()
     assert balances.get(Account.DONOR_FUNDS, 0) == 0 and balances.get(Account.STRIPE_CLEARING, 0) == 0
     assert ledger.check_invariants() == []
+    targets.seed_targets(date.today().year)
     page.goto("/")
     expect(page.locator("#stat-raised")).to_have_text("0 ₫")
+    expect(page.locator("#progress")).to_contain_text("Tỉnh Hà Tĩnh")
+    screenshot(page, "home")
 
 
 # --- 4. A VietQR pledge, then a bank statement that matches it -------------------------------------
