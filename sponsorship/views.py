@@ -152,6 +152,7 @@ class DonateForm(forms.Form):
         choices=Product.choices,
         initial=Product.HI_HOUSEHOLD,
         widget=forms.RadioSelect,
+        required=False,  # left out (API-like posts): the gift is for any product
     )
     months = forms.TypedChoiceField(
         label=_("Months of voluntary social insurance"), choices=SI_MONTHS, coerce=int, initial=12, required=False
@@ -195,10 +196,10 @@ def donate(request):
         form = DonateForm(request.POST)
         if form.is_valid():
             v = form.cleaned_data
-            months = 12 if v["product"] == Product.HI_HOUSEHOLD else (v["months"] or 12)
+            months = (v["months"] or 12) if v["product"] == Product.SI_VOLUNTARY else 12
             amount = v["amount_vnd"]
             if v["cards_count"]:
-                price = _price_table(v["product"], months, v["province"])
+                price = _price_table(v["product"] or Product.HI_HOUSEHOLD, months, v["province"])
                 if price is None:
                     form.add_error(None, _("The price is not known today; give an amount instead."))
                 else:

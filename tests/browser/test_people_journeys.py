@@ -440,5 +440,10 @@ def test_home_and_sponsor_pages_fit_a_phone_and_every_field_has_a_label(
         page.keyboard.press("Tab")
         expect(page.locator("a.skip")).to_be_focused()
         screenshot(page, "donate")
+        # In English the same page, the amounts in the English format.
+        page.select_option("#language-select", "en")
+        page.wait_for_url("**/donate/")
+        expect(page.locator("h1")).to_have_text("Sponsor a card")
+        expect(page.locator("#bd-share")).to_have_text(f"₫{near_poor_share():,}")
     finally:
         page.context.close()
