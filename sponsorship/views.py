@@ -140,12 +140,40 @@ class ProvinceChoice(forms.ModelChoiceField):
 SI_MONTHS = [(m, m) for m in (1, 3, 6, 12)]
 
 
+def communes_waiting(province_id: int) -> list[dict]:
+    """A province's communes where approved people still wait for a card, most waiting first.
+    Counts under ENROLLMENT_PUBLIC_MIN_CELL are not given (nobody should be recognisable)."""
+    from django.db.models import Count
+
+    from beneficiaries.models import Member as _Member
+    from beneficiaries.models import MemberStatus
+
+    k = settings.ENROLLMENT_PUBLIC_MIN_CELL
+    counts = dict(
+        _Member.objects.filter(status=MemberStatus.APPROVED, locality__province_id=province_id)
+        .exclude(cards__status__in=["funded", "listed", "submitted", "enrolled", "active"])
+        .values_list("locality_id")
+        .annotate(n=Count("id", distinct=True))
+    )
+    names = dict(Locality.objects.filter(pk__in=counts).values_list("id", "name"))
+    rows = sorted(
+        ({"id": i, "name": names[i], "waiting": n} for i, n in counts.items()), key=lambda r: (-r["waiting"], r["name"])
+    )
+    return [{"id": r["id"], "name": r["name"], "waiting": r["waiting"] if r["waiting"] >= k else None} for r in rows]
+
+
 class DonateForm(forms.Form):
     province = ProvinceChoice(
         label=_("Where"),
         queryset=Locality.objects.filter(scheme=Scheme.CURRENT, level=Level.PROVINCE).order_by("name"),
         required=False,
         empty_label=_("Where most needed"),
+    )
+    commune = forms.ModelChoiceField(
+        label=_("Commune (optional)"),
+        queryset=Locality.objects.filter(scheme=Scheme.CURRENT, level=Level.COMMUNE),
+        required=False,
+        empty_label=_("Anywhere in the province"),
     )
     product = forms.ChoiceField(
         label=_("What"),
@@ -166,9 +194,14 @@ class DonateForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["province"].gaps = _province_gaps()
+        # The commune list is filled in the browser from the chosen province (donate-communes).
+        self.fields["commune"].widget.choices = [("", self.fields["commune"].empty_label)]
 
     def clean(self):
         v = super().clean()
+        commune = v.get("commune")
+        if commune and (not v.get("province") or commune.province_id != v["province"].pk):
+            raise forms.ValidationError(_("Choose a commune of the chosen province."))
         if v.get("cards_count") and v.get("amount_vnd"):
             raise forms.ValidationError(_("Give an amount or a number of people, not both."))
         if not v.get("cards_count") and not v.get("amount_vnd"):
@@ -210,7 +243,7 @@ def donate(request):
                         donor=request.user,
                         method=v["method"],
                         amount_vnd=amount,
-                        locality=v["province"],
+                        locality=v["commune"] or v["province"],
                         product=v["product"],
                         appearance=v["appearance"],
                         idempotency_key=v["idempotency_key"],
@@ -277,6 +310,12 @@ def donate_pay(request, public_id):
 @login_required
 def donate_thanks(request, public_id):
     return render(request, "sponsorship/donate_thanks.html", {"donation": _own(request, public_id)})
+
+
+@require_GET
+def donate_communes(request, province_id):
+    """JSON for the sponsor page's commune list (aggregates only)."""
+    return JsonResponse({"communes": communes_waiting(province_id)})
 
 
 @never_cache

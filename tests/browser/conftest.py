@@ -41,6 +41,16 @@ def chromium():
         browser.close()
 
 
+def _patient_expect():
+    """expect() waits up to 10 s (not 5): the machines running the suite are shared and slow."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=10_000)
+
+
+_patient_expect()
+
+
 def new_page(browser, base_url: str, **options):
     context = browser.new_context(
         base_url=base_url, locale="vi-VN", viewport=options.pop("viewport", {"width": 1280, "height": 900}), **options

@@ -82,10 +82,14 @@ def d10a_file(tmp_path, cards) -> str:
     return str(path)
 
 
-def choose_gift(page, *, province=None, count=None, amount=None, method="card"):
+def choose_gift(page, *, province=None, commune=None, count=None, amount=None, method="card"):
     page.goto("/donate/")
     if province is not None:
         page.select_option("#id_province", str(province.pk))
+    if commune is not None:
+        # Filled from the chosen province: only communes where approved people wait.
+        expect(page.locator("#id_commune")).to_contain_text(commune.name)
+        page.select_option("#id_commune", str(commune.pk))
     if amount is not None:
         page.fill("#id_amount_vnd", str(amount))
     elif count is not None:
@@ -119,7 +123,7 @@ def test_1_a_donor_pays_with_4242_and_later_sees_the_card_enrolled_with_its_vali
     finance = make_user(Role.FINANCE, email="finance@example.test")
 
     log_in(page, donor.email, PASSWORD)
-    choose_gift(page, province=ha_tinh, count=1)
+    choose_gift(page, province=ha_tinh, commune=commune, count=1)
     # The price breakdown is there before paying: premium − state support = your share.
     share = near_poor_share()
     expect(page.locator("#bd-share")).to_have_text(vnd_vi(share))
@@ -135,7 +139,7 @@ def test_1_a_donor_pays_with_4242_and_later_sees_the_card_enrolled_with_its_vali
     expect(page.locator("#status")).to_have_attribute("data-status", "succeeded")
     screenshot(page, "thanks")
     gift = the_gift(donor)
-    assert gift.amount_received_vnd == share and gift.locality == ha_tinh
+    assert gift.amount_received_vnd == share and gift.locality == commune
     assert ledger.natural_balance(Account.DONOR_FUNDS, gift.fund_key) == share
 
     # The matching worker's run for Hà Tĩnh turns the gift into the member's card.
