@@ -133,7 +133,9 @@ class ProvinceChoice(forms.ModelChoiceField):
     def label_from_instance(self, obj):
         gap = self.gaps.get(obj.pk)
         if gap:
-            return _("%(name)s · %(gap)s people still uncovered") % {"name": obj.name, "gap": f"{gap:,}"}
+            from .money import format_count
+
+            return _("%(name)s · %(gap)s people still uncovered") % {"name": obj.name, "gap": format_count(gap)}
         return obj.name
 
 

@@ -1,6 +1,6 @@
 from django import template
 
-from sponsorship.money import format_vnd
+from sponsorship.money import format_count, format_vnd
 
 register = template.Library()
 
@@ -13,10 +13,5 @@ def vnd(amount):
 
 @register.filter
 def thousands(number):
-    """A count grouped for the active language: 1.234.567 in Vietnamese, 1,234,567 in English."""
-    from django.utils import translation
-
-    if number is None:
-        return ""
-    grouped = f"{int(number):,}"
-    return grouped.replace(",", ".") if (translation.get_language() or "vi")[:2] == "vi" else grouped
+    """{{ count|thousands }}: 1.234.567 in Vietnamese, 1,234,567 in English."""
+    return format_count(number)
