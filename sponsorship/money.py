@@ -14,3 +14,12 @@ def format_vnd(amount: int | None, language: str | None = None) -> str:
     if language == "vi":
         return f"{sign}{grouped.replace(',', '.')} ₫"
     return f"{sign}₫{grouped}"
+
+
+def format_count(number: int | None, language: str | None = None) -> str:
+    """A count grouped like amounts: 1.234.567 in Vietnamese, 1,234,567 in English."""
+    if number is None:
+        return ""
+    language = (language or translation.get_language() or "vi")[:2]
+    grouped = f"{int(number):,}"
+    return grouped.replace(",", ".") if language == "vi" else grouped

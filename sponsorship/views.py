@@ -6,9 +6,52 @@ from django.views.decorators.http import require_GET
 from .health import health_report
 
 
+def campaign_progress() -> dict:
+    """Public, aggregate-only progress for the home page: per province with a target, how far
+    it is and the gap still open; a count under ENROLLMENT_PUBLIC_MIN_CELL is not shown (and
+    not subtracted from the gap, which would reveal it)."""
+    from django.db.models import Count, Sum
+
+    from .card_models import Card
+    from .enrollment.models import Target
+    from .enrollment.selectors import _Nationwide, dashboard_rows
+    from .models import Donation
+    from .services.donations import PAID_STATUSES
+
+    k = settings.ENROLLMENT_PUBLIC_MIN_CELL
+    year = Target.objects.filter(type="hi").order_by("-year").values_list("year", flat=True).first()
+    rows = []
+    for r in dashboard_rows(_Nationwide(), year=year, type="hi") if year else []:
+        if r["target"] is None:
+            continue
+        new = r["new"] if r["new"] >= k else 0
+        reached = (r["baseline"] or 0) + new
+        rows.append(
+            {
+                "name": r["name"],
+                "target": r["target"],
+                "new": r["new"] if r["new"] >= k else None,
+                "gap": max(r["target"] - reached, 0),
+                "percent": round(100 * reached / r["target"], 1) if r["target"] else 0,
+            }
+        )
+    rows.sort(key=lambda r: -r["gap"])
+    money = Donation.objects.filter(status__in=PAID_STATUSES).aggregate(
+        raised=Sum("amount_received_vnd"), donors=Count("donor", distinct=True)
+    )
+    return {
+        "year": year,
+        "rows": rows,
+        "raised": money["raised"] or 0,
+        "donors": money["donors"] or 0,
+        "cards": Card.objects.exclude(status__in=["rejected", "unmatched"]).count(),
+        "gap_total": sum(r["gap"] for r in rows),
+    }
+
+
 @require_GET
 def home(request):
-    return render(request, "sponsorship/home.html")
+    return render(request, "sponsorship/home.html", {"progress": campaign_progress()})
 
 
 @never_cache
@@ -49,21 +92,135 @@ from .models import (  # noqa: E402
 )
 
 
+def _typical_price(*, product: str, months: int, locality=None):
+    """What one person's cover costs and who pays what, from the versioned pricing data
+    (beneficiaries/pricing.py), for a near-poor household member (the people this campaign
+    funds; the state pays the whole card of a poor household)."""
+    from datetime import date as _date
+
+    from beneficiaries import pricing
+    from beneficiaries.models import Household, MemberStatus, PovertyClass
+    from beneficiaries.models import Member as _Member
+    from beneficiaries.models import Product as PricingProduct
+
+    place = locality or Locality()
+    household = Household(locality=place, poverty_class=PovertyClass.NEAR_POOR)
+    member = _Member(household=household, locality=place, status=MemberStatus.APPROVED, personal_id="-")
+    kind = PricingProduct.VOLUNTARY_SI if product == Product.SI_VOLUNTARY else PricingProduct.HI_HOUSEHOLD
+    try:
+        return pricing.price_member(member=member, product=kind, months=months, on_date=_date.today())
+    except ApplicationError:
+        return None
+
+
+def _province_gaps() -> dict[int, int]:
+    """Gap to this year's (or the latest) health-insurance target per province, for the 'where'
+    list. Aggregates only."""
+    from .enrollment.models import Target
+    from .enrollment.selectors import _Nationwide, dashboard_rows
+
+    year = Target.objects.filter(type="hi").order_by("-year").values_list("year", flat=True).first()
+    if year is None:
+        return {}
+    return {
+        r["locality_id"]: r["gap"] for r in dashboard_rows(_Nationwide(), year=year, type="hi") if r["gap"] is not None
+    }
+
+
+class ProvinceChoice(forms.ModelChoiceField):
+    gaps: dict[int, int] = {}
+
+    def label_from_instance(self, obj):
+        gap = self.gaps.get(obj.pk)
+        if gap:
+            from .money import format_count
+
+            return _("%(name)s · %(gap)s people still uncovered") % {"name": obj.name, "gap": format_count(gap)}
+        return obj.name
+
+
+SI_MONTHS = [(m, m) for m in (1, 3, 6, 12)]
+
+
+def communes_waiting(province_id: int) -> list[dict]:
+    """A province's communes where approved people still wait for a card, most waiting first.
+    Counts under ENROLLMENT_PUBLIC_MIN_CELL are not given (nobody should be recognisable)."""
+    from django.db.models import Count
+
+    from beneficiaries.models import Member as _Member
+    from beneficiaries.models import MemberStatus
+
+    k = settings.ENROLLMENT_PUBLIC_MIN_CELL
+    counts = dict(
+        _Member.objects.filter(status=MemberStatus.APPROVED, locality__province_id=province_id)
+        .exclude(cards__status__in=["funded", "listed", "submitted", "enrolled", "active"])
+        .values_list("locality_id")
+        .annotate(n=Count("id", distinct=True))
+    )
+    names = dict(Locality.objects.filter(pk__in=counts).values_list("id", "name"))
+    rows = sorted(
+        ({"id": i, "name": names[i], "waiting": n} for i, n in counts.items()), key=lambda r: (-r["waiting"], r["name"])
+    )
+    return [{"id": r["id"], "name": r["name"], "waiting": r["waiting"] if r["waiting"] >= k else None} for r in rows]
+
+
 class DonateForm(forms.Form):
-    method = forms.ChoiceField(label=_("How do you give?"), choices=Method.choices, widget=forms.RadioSelect)
-    amount_vnd = forms.IntegerField(label=_("Amount (VND)"), required=False, min_value=1)
-    cards_count = forms.IntegerField(label=_("…or a number of cards"), required=False, min_value=1, max_value=10_000)
-    province = forms.ModelChoiceField(
+    province = ProvinceChoice(
         label=_("Where"),
         queryset=Locality.objects.filter(scheme=Scheme.CURRENT, level=Level.PROVINCE).order_by("name"),
         required=False,
         empty_label=_("Where most needed"),
     )
-    product = forms.ChoiceField(label=_("Product"), choices=[("", _("Any"))] + Product.choices, required=False)
-    beneficiary_group = forms.CharField(label=_("Beneficiary group code (optional)"), required=False, max_length=16)
-    campaign = forms.CharField(label=_("Campaign (optional)"), required=False, max_length=64)
+    commune = forms.ModelChoiceField(
+        label=_("Commune (optional)"),
+        queryset=Locality.objects.filter(scheme=Scheme.CURRENT, level=Level.COMMUNE),
+        required=False,
+        empty_label=_("Anywhere in the province"),
+    )
+    product = forms.ChoiceField(
+        label=_("What"),
+        choices=Product.choices,
+        initial=Product.HI_HOUSEHOLD,
+        widget=forms.RadioSelect,
+        required=False,  # left out (API-like posts): the gift is for any product
+    )
+    months = forms.TypedChoiceField(
+        label=_("Months of voluntary social insurance"), choices=SI_MONTHS, coerce=int, initial=12, required=False
+    )
+    cards_count = forms.IntegerField(label=_("How many people"), required=False, min_value=1, max_value=10_000)
+    amount_vnd = forms.IntegerField(label=_("…or an amount (VND)"), required=False, min_value=1)
+    method = forms.ChoiceField(label=_("How do you pay?"), choices=Method.choices, widget=forms.RadioSelect)
     appearance = forms.ChoiceField(label=_("Appear as"), choices=Appearance.choices, initial=Appearance.NAMED)
     idempotency_key = forms.CharField(widget=forms.HiddenInput)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["province"].gaps = _province_gaps()
+        # The commune list is filled in the browser from the chosen province (donate-communes).
+        self.fields["commune"].widget.choices = [("", self.fields["commune"].empty_label)]
+
+    def clean(self):
+        v = super().clean()
+        commune = v.get("commune")
+        if commune and (not v.get("province") or commune.province_id != v["province"].pk):
+            raise forms.ValidationError(_("Choose a commune of the chosen province."))
+        if v.get("cards_count") and v.get("amount_vnd"):
+            raise forms.ValidationError(_("Give an amount or a number of people, not both."))
+        if not v.get("cards_count") and not v.get("amount_vnd"):
+            raise forms.ValidationError(_("Enter a number of people or an amount."))
+        return v
+
+
+def _price_table(product: str, months: int, locality=None) -> dict | None:
+    price = _typical_price(product=product, months=months, locality=locality)
+    if price is None or not price.eligible:
+        return None
+    return {
+        "premium": price.premium_vnd,
+        "support": price.state_share_vnd + price.province_share_vnd,
+        "share": price.donor_share_vnd,
+        "months": months,
+    }
 
 
 @login_required
@@ -74,25 +231,43 @@ def donate(request):
         form = DonateForm(request.POST)
         if form.is_valid():
             v = form.cleaned_data
-            try:
-                donation, _created = donation_create(
-                    donor=request.user,
-                    method=v["method"],
-                    amount_vnd=v["amount_vnd"],
-                    cards_count=v["cards_count"],
-                    locality=v["province"],
-                    product=v["product"],
-                    beneficiary_group=v["beneficiary_group"],
-                    campaign=v["campaign"],
-                    appearance=v["appearance"],
-                    idempotency_key=v["idempotency_key"],
-                )
-            except ApplicationError as exc:
-                form.add_error(None, exc.message)
-            else:
-                return redirect("donate-pay", public_id=donation.public_id)
+            months = (v["months"] or 12) if v["product"] == Product.SI_VOLUNTARY else 12
+            amount = v["amount_vnd"]
+            if v["cards_count"]:
+                price = _price_table(v["product"] or Product.HI_HOUSEHOLD, months, v["province"])
+                if price is None:
+                    form.add_error(None, _("The price is not known today; give an amount instead."))
+                else:
+                    amount = v["cards_count"] * price["share"]
+            if not form.errors:
+                try:
+                    donation, _created = donation_create(
+                        donor=request.user,
+                        method=v["method"],
+                        amount_vnd=amount,
+                        locality=v["commune"] or v["province"],
+                        product=v["product"],
+                        appearance=v["appearance"],
+                        idempotency_key=v["idempotency_key"],
+                    )
+                except ApplicationError as exc:
+                    form.add_error(None, exc.message)
+                else:
+                    return redirect("donate-pay", public_id=donation.public_id)
     else:
-        form = DonateForm(initial={"idempotency_key": uuid.uuid4().hex, "method": Method.CARD})
+        form = DonateForm(
+            initial={
+                "idempotency_key": uuid.uuid4().hex,
+                "method": Method.CARD,
+                "product": Product.HI_HOUSEHOLD,
+                "cards_count": 1,
+            }
+        )
+    # The price of one person's cover for each choice, so the page can show the breakdown
+    # (and the total) before anyone pays, as the donor changes product, months or count.
+    prices = {"hi_household": _price_table(Product.HI_HOUSEHOLD, 12)}
+    for m, _label in SI_MONTHS:
+        prices[f"si_voluntary:{m}"] = _price_table(Product.SI_VOLUNTARY, m)
     return render(
         request,
         "sponsorship/donate.html",
@@ -100,7 +275,8 @@ def donate(request):
             "form": form,
             "min": settings.DONATION_MIN_VND,
             "max": settings.DONATION_MAX_VND,
-            "card_price": settings.DONATION_CARD_PRICE_VND,
+            "prices": prices,
+            "hi_price": prices["hi_household"],
         },
     )
 
@@ -136,6 +312,33 @@ def donate_pay(request, public_id):
 @login_required
 def donate_thanks(request, public_id):
     return render(request, "sponsorship/donate_thanks.html", {"donation": _own(request, public_id)})
+
+
+@require_GET
+def donate_communes(request, province_id):
+    """JSON for the sponsor page's commune list (aggregates only)."""
+    return JsonResponse({"communes": communes_waiting(province_id)})
+
+
+@never_cache
+@login_required
+@require_GET
+def donate_status(request, public_id):
+    """What the thank-you page polls: the gift's status in the reader's language."""
+    from .money import format_vnd
+    from .services.donations import PAID_STATUSES
+
+    d = _own(request, public_id)
+    return JsonResponse(
+        {
+            "status": d.status,
+            "label": str(d.get_status_display()),
+            "paid": d.status in PAID_STATUSES,
+            "final": d.status in {*PAID_STATUSES, "failed", "canceled"},
+            "received": format_vnd(d.amount_received_vnd),
+            "message": d.failure_message,
+        }
+    )
 
 
 @login_required

@@ -27,7 +27,8 @@ def pytest_runtest_teardown(item, nextitem):
     transactional = (marker is not None and marker.kwargs.get("transaction")) or bool(
         {"transactional_db", "live_server"} & set(getattr(item, "fixturenames", ()))
     )
-    if transactional:
+    # With no next test the session's fixtures, the test database included, are already gone.
+    if transactional and nextitem is not None:
         from pytest_django.plugin import blocking_manager_key
 
         from beneficiaries.localities import localities_are_loaded, localities_load
@@ -35,6 +36,10 @@ def pytest_runtest_teardown(item, nextitem):
         with item.config.stash[blocking_manager_key].unblock():
             if not localities_are_loaded():
                 localities_load()
+            # The flush also empties the premium schedules and support rules a migration seeded.
+            from beneficiaries.pricing_seed import seed_pricing
+
+            seed_pricing()
 
 
 def _province(code: int) -> Locality:

@@ -3,9 +3,13 @@ download cannot work on these machines). `.ci/run` installs `chromium` when it i
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
+
+# The real Stripe emulator (a subprocess), shared with the payment tests.
+from tests.sponsorship.conftest import emulator_base, stripe_emulator, webhooks_to  # noqa: F401
 
 # Playwright's sync API keeps an event loop running in the test thread; Django's ORM then
 # refuses to run there unless told that this thread is really synchronous.
@@ -37,13 +41,51 @@ def chromium():
         browser.close()
 
 
-@pytest.fixture
-def page(chromium, live_server):
-    context = chromium.new_context(base_url=live_server.url, locale="vi-VN", viewport={"width": 1280, "height": 900})
+def _patient_expect():
+    """expect() waits up to 10 s (not 5): the machines running the suite are shared and slow."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=10_000)
+
+
+_patient_expect()
+
+
+def new_page(browser, base_url: str, **options):
+    context = browser.new_context(
+        base_url=base_url, locale="vi-VN", viewport=options.pop("viewport", {"width": 1280, "height": 900}), **options
+    )
     page = context.new_page()
     page.set_default_timeout(15_000)
+    return page
+
+
+# django_db_setup first: the live server's threads must connect to the test database, which
+# exists only once it has run (when only browser tests are selected nothing else creates it).
+@pytest.fixture
+def page(django_db_setup, chromium, live_server):
+    page = new_page(chromium, live_server.url)
     yield page
-    context.close()
+    page.context.close()
+
+
+@pytest.fixture
+def other_page(django_db_setup, chromium, live_server):
+    """A second person's browser (own cookies), e.g. a reviewer of another province."""
+    page = new_page(chromium, live_server.url)
+    yield page
+    page.context.close()
+
+
+def wait_until(condition, timeout: float = 10.0, what: str = "condition"):
+    """Wait for something the server does on its own (a webhook arriving), checking the
+    database, never sleeping a fixed time as a guess."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -59,13 +101,21 @@ def screenshot(request):
     return take
 
 
+def log_in(page, email: str, password: str = "pw-Sufficiently-Long-1"):
+    page.goto("/accounts/login/")
+    page.get_by_label("Email").fill(email)
+    page.locator("#id_password").fill(password)
+    page.locator("main button[type=submit]").click()
+    page.wait_for_load_state()
+
+
+def log_out(page):
+    page.context.clear_cookies()
+
+
 @pytest.fixture
 def login(page):
-    def do(email: str, password: str):
-        page.goto("/accounts/login/")
-        page.get_by_label("Email").fill(email)
-        page.locator("#id_password").fill(password)
-        page.locator("main button[type=submit]").click()
-        page.wait_for_load_state()
+    def do(email: str, password: str = "pw-Sufficiently-Long-1"):
+        log_in(page, email, password)
 
     return do
