@@ -126,6 +126,15 @@ MATRIX: list[Row] = [
     Row("donate-pay", "donate-pay", "GET", "N Y N N N N N N Y Y", kwargs=_gift),
     Row("donate-thanks", "donate-thanks", "GET", "N Y N N N N N N Y Y", kwargs=_gift),
     Row("donate-receipt", "donate-receipt", "GET", "N Y N N N N N N Y Y", kwargs=_gift),
+    Row("donate-status", "donate-status", "GET", "N Y N N N N N N Y Y", kwargs=_gift),
+    # The sponsor page's commune list: aggregates only (people waiting), so public.
+    Row(
+        "donate-communes",
+        "donate-communes",
+        "GET",
+        "Y Y Y Y Y Y Y Y Y Y",
+        kwargs=lambda w: {"province_id": w.province_x.pk},
+    ),
     Row("enrollment-gift-trace", "enrollment-gift-trace", "GET", "N Y N N N N N N Y Y", kwargs=_gift),
     Row("stripe-webhook", "stripe-webhook", "POST", "Y Y Y Y Y Y Y Y Y Y"),  # signature decides: 400
     # --- Registry pages (staff; objects outside the scope are 404) ------------------------------
@@ -163,6 +172,17 @@ MATRIX: list[Row] = [
     ),
     Row("finance-refund", "finance-refund", "POST", "N N N N N N N N Y Y", kwargs=_gift),
     Row("matching-runs", "matching-runs", "GET", "N N N N N N N N Y Y"),
+    Row("matching-flagged", "matching-flagged", "GET", "N N N N N N N N Y Y"),
+    # Any signed-in person sees their own match offers (none, unless a business made one).
+    Row("matching-my-offers", "matching-my-offers", "GET", "N Y Y Y Y Y Y Y Y Y"),
+    # A refund offer for unmatched money is its donor's alone (another donor's token is a 404).
+    Row(
+        "matching-unmatched",
+        "matching-unmatched",
+        "GET",
+        "N Y N N N N N N N N",
+        kwargs=lambda w: {"token": w.expiry.token},
+    ),
     Row(
         "matching-card-gifts",
         "matching-card-gifts",
@@ -326,6 +346,15 @@ MATRIX: list[Row] = [
         body="json",
     ),
     Row("api-matching-runs", "api-matching-runs", "GET", "N N N N N N N N Y Y"),
+    # Holding a need is for the pledge's own donor; anyone else's request finds no such pledge.
+    Row(
+        "api-matching-hold-create",
+        "api-matching-hold-create",
+        "POST",
+        "N Y N N N N N N N N",
+        data=lambda w, r: {"donation": str(w.gift.public_id), "locality_id": w.commune_x.pk},
+        body="json",
+    ),
     Row(
         "api-card-allocations",
         "api-card-allocations",

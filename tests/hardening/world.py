@@ -78,6 +78,7 @@ class World:
     household: Household | None = None
     member: Member | None = None
     gift: Donation | None = None
+    expiry: object = None  # a refund offer on part of the gift's money (matching's GiftExpiry)
     card: Card | None = None
     batch: object = None
     import_job: ImportJob | None = None
@@ -155,6 +156,11 @@ def build_world() -> World:
     ledger_post(
         key=f"hardening:paid:{w.gift.pk}",
         entries=[debit("bank_clearing", 10_000_000), credit("donor_funds", 10_000_000, FUND)],
+    )
+    from sponsorship.matching.feature_models import GiftExpiry
+
+    w.expiry = GiftExpiry.objects.create(
+        donation=w.gift, outcome="refund_offered", amount_vnd=100_000, reason="unmatched after 60 days"
     )
     w.card = Card.objects.create(
         member=w.member,
