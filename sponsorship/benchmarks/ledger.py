@@ -293,7 +293,7 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         from django.db.models import Sum
 
-        from sponsorship.card_models import Card
+        from sponsorship.card_models import Card, CardStatus
         from sponsorship.enrollment.models import CardFunding
         from sponsorship.models import Donation
         from sponsorship.services import ledger
@@ -304,7 +304,12 @@ class LedgerMachine(RuleBasedStateMachine):
         expected_problems = set()
         for fund in {g["fund"] for g in self.gifts.values()}:
             net = sum(self._open_amount(g) for g in self.gifts.values() if g["fund"] == fund)
-            live = CardFunding.objects.filter(fund=fund).exclude(card_id__in=self.rejected)
+            # A refund or dispute un-matches cards not yet sent: their money is back in the fund.
+            live = (
+                CardFunding.objects.filter(fund=fund)
+                .exclude(card_id__in=self.rejected)
+                .exclude(card__status=CardStatus.UNMATCHED)
+            )
             spent = live.aggregate(s=Sum("amount_vnd"))["s"] or 0
             bound = live.exclude(card_id__in=self.remitted).aggregate(s=Sum("amount_vnd"))["s"] or 0
             assert funds.get(fund, 0) == net - spent, (fund, funds.get(fund), net, spent)

@@ -145,10 +145,10 @@ def _create(cur, *, province, n: int, m: int, restricted: float, donor_id: int, 
         "INSERT INTO sponsorship_donation (id, public_id, donor_id, method, amount_vnd, locality_id, product, "
         "beneficiary_group, campaign, appearance, status, fund_key, idempotency_key, reference, "
         "amount_received_vnd, amount_refunded_vnd, fee_vnd, stripe_customer_id, stripe_setup_intent_id, "
-        "failure_message, created_at, paid_at) "
+        "failure_message, has_redirect_consent, created_at, paid_at) "
         "SELECT did, gen_random_uuid(), %s, 'bank', %s, loc, '', '', '', 'anonymous', 'succeeded', "
         "CASE WHEN loc IS NULL THEN %s ELSE 'loc=' || loc || ';prod=*;grp=*;camp=*' END, '', 'BM' || did, "
-        "%s, 0, 0, '', '', '', now(), now() - make_interval(secs => (%s - i)) FROM bg",
+        "%s, 0, 0, '', '', '', false, now(), now() - make_interval(secs => (%s - i)) FROM bg",
         [donor_id, per_gift, unrestricted_key, per_gift, m],
     )
     cur.execute(
