@@ -1,3 +1,5 @@
+from datetime import date
+
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -49,9 +51,21 @@ def campaign_progress() -> dict:
     }
 
 
+def public_figures(name: str, compute):
+    """Aggregates every visitor sees alike (progress, gaps, typical prices), kept in the shared
+    cache for CHUNGTAY_PUBLIC_FIGURES_CACHE_SECONDS: under load they were most of each page's
+    time, and a figure a minute old is fine on a public page. 0 turns it off (tests)."""
+    seconds = settings.CHUNGTAY_PUBLIC_FIGURES_CACHE_SECONDS
+    if not seconds:
+        return compute()
+    from django.core.cache import cache
+
+    return cache.get_or_set(f"public-figures:{name}:{date.today().isoformat()}", compute, seconds)
+
+
 @require_GET
 def home(request):
-    return render(request, "sponsorship/home.html", {"progress": campaign_progress()})
+    return render(request, "sponsorship/home.html", {"progress": public_figures("progress", campaign_progress)})
 
 
 @never_cache
@@ -195,7 +209,7 @@ class DonateForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["province"].gaps = _province_gaps()
+        self.fields["province"].gaps = public_figures("province-gaps", _province_gaps)
         # The commune list is filled in the browser from the chosen province (donate-communes).
         self.fields["commune"].widget.choices = [("", self.fields["commune"].empty_label)]
 
@@ -221,6 +235,13 @@ def _price_table(product: str, months: int, locality=None) -> dict | None:
         "share": price.donor_share_vnd,
         "months": months,
     }
+
+
+def _typical_prices() -> dict:
+    prices = {"hi_household": _price_table(Product.HI_HOUSEHOLD, 12)}
+    for m, _label in SI_MONTHS:
+        prices[f"si_voluntary:{m}"] = _price_table(Product.SI_VOLUNTARY, m)
+    return prices
 
 
 @login_required
@@ -265,9 +286,7 @@ def donate(request):
         )
     # The price of one person's cover for each choice, so the page can show the breakdown
     # (and the total) before anyone pays, as the donor changes product, months or count.
-    prices = {"hi_household": _price_table(Product.HI_HOUSEHOLD, 12)}
-    for m, _label in SI_MONTHS:
-        prices[f"si_voluntary:{m}"] = _price_table(Product.SI_VOLUNTARY, m)
+    prices = public_figures("typical-prices", _typical_prices)
     return render(
         request,
         "sponsorship/donate.html",

@@ -327,3 +327,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 LOGGING["filters"] = {"secrets": {"()": "config.security.SecretsFilter"}}
 LOGGING["handlers"]["console"]["filters"] = ["secrets"]
+
+# Public aggregates (home progress, sponsor page gaps and typical prices) are cached this long;
+# 0 computes them on every request (sponsorship/views.py public_figures).
+CHUNGTAY_PUBLIC_FIGURES_CACHE_SECONDS = env.int("CHUNGTAY_PUBLIC_FIGURES_CACHE_SECONDS", default=60)

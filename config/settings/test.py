@@ -40,3 +40,6 @@ DATABASES["default"]["CONN_MAX_AGE"] = 0
 # many times are not throttled; tests/hardening sets tight limits explicitly.
 CHUNGTAY_RATELIMITS = {scope: "100000/60" for scope in CHUNGTAY_RATELIMITS}  # noqa: F405
 CHUNGTAY_LOGIN_LOCKOUT_FAILURES = 1000
+
+# Pages show the figures the test just wrote; the cache itself has its own test.
+CHUNGTAY_PUBLIC_FIGURES_CACHE_SECONDS = 0

@@ -92,3 +92,26 @@ def test_the_donate_page_speaks_vietnamese_by_default(client, donor_an):
     client.force_login(donor_an)
     body = client.get("/donate/", HTTP_ACCEPT_LANGUAGE="vi").content.decode()
     assert "Ủng hộ bảo hiểm y tế" in body
+
+
+def test_public_figures_are_computed_once_per_cache_period_and_every_time_when_off(settings, client):
+    from django.core.cache import cache
+
+    from sponsorship.views import public_figures
+
+    cache.clear()
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"gap": 42}
+
+    settings.CHUNGTAY_PUBLIC_FIGURES_CACHE_SECONDS = 0
+    assert public_figures("t", compute) == public_figures("t", compute) == {"gap": 42}
+    assert len(calls) == 2
+    settings.CHUNGTAY_PUBLIC_FIGURES_CACHE_SECONDS = 60
+    assert public_figures("t", compute) == public_figures("t", compute) == {"gap": 42}
+    assert len(calls) == 3  # the second read came from Redis
+    first = client.get("/").context["progress"]
+    assert client.get("/").context["progress"] == first
+    cache.clear()
