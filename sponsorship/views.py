@@ -15,13 +15,12 @@ def campaign_progress() -> dict:
     from django.db.models import Count, Sum
 
     from .card_models import Card
-    from .enrollment.models import Target
-    from .enrollment.selectors import _Nationwide, dashboard_rows
+    from .enrollment.selectors import _Nationwide, dashboard_rows, latest_target_year
     from .models import Donation
     from .services.donations import PAID_STATUSES
 
     k = settings.ENROLLMENT_PUBLIC_MIN_CELL
-    year = Target.objects.filter(type="hi").order_by("-year").values_list("year", flat=True).first()
+    year = latest_target_year(type="hi")
     rows = []
     for r in dashboard_rows(_Nationwide(), year=year, type="hi") if year else []:
         if r["target"] is None:
@@ -130,10 +129,9 @@ def _typical_price(*, product: str, months: int, locality=None):
 def _province_gaps() -> dict[int, int]:
     """Gap to this year's (or the latest) health-insurance target per province, for the 'where'
     list. Aggregates only."""
-    from .enrollment.models import Target
-    from .enrollment.selectors import _Nationwide, dashboard_rows
+    from .enrollment.selectors import _Nationwide, dashboard_rows, latest_target_year
 
-    year = Target.objects.filter(type="hi").order_by("-year").values_list("year", flat=True).first()
+    year = latest_target_year(type="hi")
     if year is None:
         return {}
     return {

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db.models import Q, Sum
+from django.db.models import Max, Q, Sum
 
 from beneficiaries.models import Level, Locality, Scheme
 from donors.scopes import is_nationwide, locality_filter
 
-from .models import EnrollmentRollup
+from .models import EnrollmentRollup, Target
 from .targets import targets_in_current_scheme
+
+
+def latest_target_year(*, type: str | None = None, not_after: int | None = None) -> int | None:
+    """The latest year with a target (of `type`, up to `not_after`), or None: what the
+    dashboard, the home page and the sponsor page show by default."""
+    qs = Target.objects.all()
+    if type is not None:
+        qs = qs.filter(type=type)
+    if not_after is not None:
+        qs = qs.filter(year__lte=not_after)
+    return qs.aggregate(latest=Max("year"))["latest"]
 
 
 def _rows(qs, key: str, names: dict[int, str], targets: dict[int, dict[str, int]]) -> list[dict]:

@@ -9,7 +9,6 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Max
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -26,8 +25,8 @@ from ..models import Donation
 from . import batches as batch_services
 from .cardlist import cardlist_import
 from .exports import batch_export, to_csv, to_xlsx
-from .models import AgencyBatch, CardFunding, Target, TargetType
-from .selectors import dashboard_rows, public_rows
+from .models import AgencyBatch, CardFunding, TargetType
+from .selectors import dashboard_rows, latest_target_year, public_rows
 
 DASHBOARD_ROLES = {Role.AGENCY_VIEWER, Role.FINANCE, Role.ADMIN}
 BATCH_ROLES = {Role.COMMUNE_OFFICER, Role.FINANCE, Role.ADMIN}
@@ -41,8 +40,7 @@ def default_year() -> int:
     """The latest year that has targets, not after this one: the dashboard opens on figures,
     not on an empty future year (the demo's targets are Hà Nội's 2022 ones)."""
     this_year = date.today().year
-    latest = Target.objects.filter(year__lte=this_year).aggregate(latest=Max("year"))["latest"]
-    return latest or this_year
+    return latest_target_year(not_after=this_year) or this_year
 
 
 def dashboard_params(request) -> tuple[int, str, int | None]:

@@ -6,38 +6,19 @@ from datetime import date
 
 import pytest
 
-from beneficiaries.models import Household, Level, Locality, Member, MemberStatus, PremiumSchedule, Relation, Scheme
+from beneficiaries.models import PremiumSchedule
 from donors.models import Role
 from sponsorship.models import Donation
+from tests.matching.conftest import communes, make_household
 
 pytestmark = pytest.mark.django_db
 
 
-def _commune(province, n=0):
-    return Locality.objects.filter(scheme=Scheme.CURRENT, level=Level.COMMUNE, province=province).order_by("code")[n]
-
-
-def _approved(commune, n):
-    household = Household.objects.create(locality=commune, external_ref=f"H{commune.pk}", poverty_class="near_poor")
-    for i in range(n):
-        Member.objects.create(
-            household=household,
-            locality=commune,
-            full_name=f"Người {i}",
-            name_ascii=f"nguoi {i}",
-            date_of_birth=date(1980, 1, 1),
-            sex="male",
-            personal_id=f"0420800{commune.pk % 1000:03d}{i:02d}",
-            relation=Relation.HEAD if i == 0 else Relation.CHILD,
-            status=MemberStatus.APPROVED,
-        )
-
-
 def test_communes_with_people_waiting_come_first_and_small_counts_are_hidden(client, ha_tinh, settings):
     settings.ENROLLMENT_PUBLIC_MIN_CELL = 3
-    many, few = _commune(ha_tinh, 0), _commune(ha_tinh, 1)
-    _approved(many, 4)
-    _approved(few, 1)
+    many, few = communes(ha_tinh, 2)
+    make_household(many, size=4)
+    make_household(few, size=1)
     rows = client.get(f"/donate/communes/{ha_tinh.pk}/").json()["communes"]
     assert rows == [
         {"id": many.pk, "name": many.name, "waiting": 4},
@@ -78,7 +59,7 @@ def test_a_commune_of_another_province_is_refused(client, make_user, ha_tinh, ha
         "/donate/",
         {
             "province": ha_tinh.pk,
-            "commune": _commune(ha_noi).pk,
+            "commune": communes(ha_noi, 1)[0].pk,
             "product": "hi_household",
             "amount_vnd": 500_000,
             "method": "card",
