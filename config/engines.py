@@ -62,12 +62,46 @@ def _start_postgres(log):
 
     t0 = time.monotonic()
     server = pgserver.get_server(DATA_DIR / "pg", cleanup_mode="stop")
+    _tune_postgres(server, log)
     # pgserver's URI carries the socket directory as ?host=; django-environ turns that into
     # OPTIONS["host"], which psycopg honours (a percent-encoded host part is not decoded).
     socket_dir = urlsplit(server.get_uri()).query.split("host=", 1)[1].split("&", 1)[0]
     url = f"postgres://postgres@/{DATABASE_NAME}?host={socket_dir}"
     log(f"embedded PostgreSQL ready in {time.monotonic() - t0:.1f}s (socket in {socket_dir})")
     return server, url
+
+
+# The embedded server is sized for the bulk paths (registry import, statement matching, the
+# matcher write a million rows at a time): initdb's 128 MB of shared buffers and 1 GB of WAL
+# between checkpoints make a million-row write evict its own indexes and checkpoint mid-way.
+# A deployment sizes its own server (docker-compose.yml passes the same values).
+EMBEDDED_PG_SETTINGS = {
+    "shared_buffers": "1GB",
+    "max_wal_size": "8GB",
+    "checkpoint_timeout": "15min",
+    "wal_buffers": "64MB",
+    "maintenance_work_mem": "256MB",
+    "effective_cache_size": "8GB",
+}
+
+
+def _tune_postgres(server, log) -> None:
+    """Apply EMBEDDED_PG_SETTINGS once per data directory (ALTER SYSTEM, then one restart)."""
+    shown = server.psql("SELECT " + " || '|' || ".join(f"current_setting('{k}')" for k in EMBEDDED_PG_SETTINGS) + ";")
+    if [v.upper() for v in EMBEDDED_PG_SETTINGS.values()] == [v.strip().upper() for v in _last_row(shown)]:
+        return
+    for name, value in EMBEDDED_PG_SETTINGS.items():
+        server.psql(f"ALTER SYSTEM SET {name} = '{value}';")
+    from pgserver._commands import pg_ctl
+
+    # pg_ctl restart reuses the socket and log options recorded in postmaster.opts.
+    pg_ctl(["-w", "restart"], pgdata=server.pgdata, user=server.system_user, timeout=60)
+    log("embedded PostgreSQL restarted with " + ", ".join(f"{k}={v}" for k, v in EMBEDDED_PG_SETTINGS.items()))
+
+
+def _last_row(psql_output: str) -> list[str]:
+    rows = [line for line in psql_output.splitlines() if "|" in line and "?column?" not in line]
+    return rows[-1].split("|") if rows else []
 
 
 def _redis_socket_path() -> Path:
