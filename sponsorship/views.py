@@ -93,6 +93,7 @@ from config.exceptions import ApplicationError  # noqa: E402
 from donors.scopes import is_nationwide  # noqa: E402
 
 from .models import (  # noqa: E402
+    Account,
     Appearance,
     BankStatementLine,
     Discrepancy,
@@ -405,7 +406,8 @@ def finance_home(request):
     trial = ledger.trial_balance()
     ctx = {
         "form": form,
-        "trial": [(k, v) for k, v in trial.items()],
+        # (label in the active language, code, signed balance) — finance reads both.
+        "trial": [(Account(k).label if k in Account.values else k, k, v) for k, v in trial.items()],
         "trial_sum": sum(trial.values()),
         "funds": sorted(ledger.fund_balances().items()),
         "alarms": LedgerAlarm.objects.filter(resolved_at=None)[:50],
