@@ -37,7 +37,8 @@ def campaign_progress() -> dict:
             }
         )
     rows.sort(key=lambda r: -r["gap"])
-    money = Donation.objects.filter(status__in=PAID_STATUSES).aggregate(
+    # A business paying its match pledges is not new money: its matched gifts counted already.
+    money = Donation.objects.filter(status__in=PAID_STATUSES, match_settlement__isnull=True).aggregate(
         raised=Sum("amount_received_vnd"), donors=Count("donor", distinct=True)
     )
     return {
@@ -402,8 +403,11 @@ def finance_home(request):
                     % {"new": st.lines_new, "total": st.lines_total},
                 )
                 return redirect("finance-home")
+    from .matching import settlement
+
     trial = ledger.trial_balance()
     ctx = {
+        "match_pledges": settlement.outstanding_by_business(),
         "form": form,
         "trial": [(k, v) for k, v in trial.items()],
         "trial_sum": sum(trial.values()),
