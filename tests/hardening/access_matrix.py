@@ -135,6 +135,14 @@ MATRIX: list[Row] = [
         "Y Y Y Y Y Y Y Y Y Y",
         kwargs=lambda w: {"province_id": w.province_x.pk},
     ),
+    # The household picker (size, class, share; no personal data): for signed-in donors.
+    Row(
+        "donate-households",
+        "donate-households",
+        "GET",
+        "N Y Y Y Y Y Y Y Y Y",
+        kwargs=lambda w: {"commune_id": w.commune_x.pk},
+    ),
     Row("enrollment-gift-trace", "enrollment-gift-trace", "GET", "N Y N N N N N N Y Y", kwargs=_gift),
     Row("stripe-webhook", "stripe-webhook", "POST", "Y Y Y Y Y Y Y Y Y Y"),  # signature decides: 400
     # --- Registry pages (staff; objects outside the scope are 404) ------------------------------
