@@ -79,8 +79,9 @@ def test_the_business_sees_what_it_owes_and_settles_it_by_bank_transfer(client, 
     assert MatchSettlement.objects.count() == 1
     pledge = s.donation
     assert (pledge.method, pledge.amount_vnd, pledge.donor, pledge.status) == ("bank", SHARE, business, "pending")
-    pay = client.get(f"/donate/{pledge.public_id}/pay/").content.decode()
+    pay = client.get(f"/donate/{pledge.public_id}/pay/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert pledge.reference in pay and "VietQR" in pay
+    assert "This payment settles what your match offer owes: Sen Vàng 1:1" in pay
 
     finance = make_user("finance")
     content = statement([("05/01/2026", str(SHARE), f"CONG TY SEN VANG CK {pledge.reference}", "FT9", "")])
