@@ -227,3 +227,50 @@ def test_the_business_settles_by_card_and_a_refund_makes_it_owe_again(
     assert natural_balance("match_pledges") == 100_000
     assert gift_money_left(s.donation) == 0
     assert check_invariants() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_settlements_of_one_offer_paid_by_concurrent_workers_never_settle_more_than_owed(
+    ha_tinh, donor, business, make_user
+):
+    """Four workers (separate connections) match four full-amount settlement lines of one offer at
+    once: the offer's row lock lets exactly what it owed through; the rest is surplus."""
+    import threading
+
+    from django.db import connection
+
+    offer = MatchOffer.objects.create(
+        business=business, name="x", cap_vnd=5_000_000, starts_at=timezone.now().replace(year=2020)
+    )
+    gift = _make_gift(donor, SHARE, locality=communes(ha_tinh)[0])
+    Donation.objects.filter(pk=gift.pk).update(paid_at=timezone.now())
+    offers.offers_apply(donation_ids=[gift.pk])
+    pledges = [
+        settlement.settlement_create(offer=offer, by=business, method="bank", idempotency_key=f"c{i}") for i in range(4)
+    ]
+    finance = make_user("finance")
+    rows = [("05/01/2026", str(SHARE), f"CK {s.donation.reference}", f"FT{i}", "") for i, s in enumerate(pledges)]
+    bank.statement_import(name="c.csv", content=statement(rows), by=finance)
+    lines = list(BankStatementLine.objects.order_by("id"))
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def worker(line, s):
+        try:
+            barrier.wait()
+            bank.match_line_manually(line=line, reference=s.donation.reference, by=finance)
+        except Exception as exc:  # noqa: BLE001 — reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=pair) for pair in zip(lines, pledges, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert owed(offer) == {"pledged": SHARE, "settled": SHARE, "owed": 0}
+    assert natural_balance("match_pledges") == 0
+    assert sum(gift_money_left(s.donation) for s in pledges) == 3 * SHARE  # three were surplus
+    assert check_invariants() == []
