@@ -10,6 +10,10 @@ Accounts and flows:
     refund settled   Dr refunds R, Cr stripe_clearing R
     dispute lost     Dr donor_funds[fund] D, Cr stripe_clearing D (reinstated: the reverse)
     allocation       Dr donor_funds[fund] X, Cr allocated_to_cards[fund] X   (matching issue)
+    match pledged    Dr match_pledges M, Cr donor_funds[fund] M               (matching/offers.py)
+    match reduced    Dr donor_funds[fund] R, Cr match_pledges R   (the matched gift was refunded)
+    match settled    Dr donor_funds[*] S, Cr match_pledges S      (after the settlement's gift is
+                     paid: net Dr bank/stripe_clearing, Cr match_pledges; matching/settlement.py)
     remittance       Dr allocated_to_cards[fund] X, Cr remitted_to_agency X  (matching issue)
 """
 
@@ -185,7 +189,8 @@ def check_invariants() -> list[tuple[str, str]]:
     """Return broken invariants as (check name, message); empty when the books are right.
 
     1. every transaction balances; 2. donor funds = received − allocated − refunded − disputed
-    (recomputed from transaction kinds); 3. no fund or credit-normal account is negative,
+    − match pledges settled (a business paying its matches: money that went on to match_pledges)
+    − match pledges settled (recomputed from transaction kinds); 3. no fund or credit-normal account is negative,
     no clearing account below zero.
 
     The checks are several queries: outside a transaction they run in one REPEATABLE READ
@@ -219,8 +224,17 @@ def _check_invariants() -> list[tuple[str, str]]:
         .annotate(s=Sum("amount"))
         .values_list("transaction__kind", "s")
     )
-    # "match_pledged": a business's match of a gift (matching/offers.py) is money received.
-    received = -(by_kind.get("card_paid", 0) + by_kind.get("bank_paid", 0) + by_kind.get("match_pledged", 0))
+    # "match_pledged": a business's match of a gift (matching/offers.py) is money received;
+    # "match_reduced" gives part of it back when the matched gift was refunded or disputed.
+    received = -(
+        by_kind.get("card_paid", 0)
+        + by_kind.get("bank_paid", 0)
+        + by_kind.get("match_pledged", 0)
+        + by_kind.get("match_reduced", 0)
+    )
+    # "match_settled": a business's payment of its match pledges (matching/settlement.py) came
+    # in as a gift (card_paid / bank_paid) and moved on to match_pledges: it is not donor money.
+    settled = by_kind.get("match_settled", 0)
     # A card the agency rejects, or one un-matched after a refund (matching/unmatch.py), gives
     # its allocation back ("reject", "unmatch"): allocated is net of that.
     allocated = by_kind.get("allocation", 0) + by_kind.get("reject", 0) + by_kind.get("unmatch", 0)
@@ -229,13 +243,14 @@ def _check_invariants() -> list[tuple[str, str]]:
     funds = natural_balance(Account.DONOR_FUNDS)
     known = {"card_paid", "bank_paid", "allocation", "reject", "refund", "dispute", "dispute_reinstated"}
     known |= {"match_pledged", "unmatch", "redirect"}  # matching features; "redirect" nets to zero
+    known |= {"match_reduced", "match_settled"}
     other = sum(v for k, v in by_kind.items() if k not in known)
-    if other or funds != received - allocated - refunded - disputed:
+    if other or funds != received - allocated - refunded - disputed - settled:
         problems.append(
             (
                 "funds_equation",
                 f"donor funds {funds} ≠ received {received} − allocated {allocated} − refunded {refunded}"
-                f" − disputed {disputed} (unexplained {other})",
+                f" − disputed {disputed} − settled pledges {settled} (unexplained {other})",
             )
         )
     for account in (Account.DONOR_FUNDS, Account.ALLOCATED_TO_CARDS):
