@@ -11,7 +11,10 @@ import datetime as dt
 import hashlib
 import io
 import re
+import time
 import unicodedata
+from contextlib import contextmanager
+from typing import NamedTuple
 
 import segno
 from django.conf import settings
@@ -242,45 +245,99 @@ def _apply_line(line: BankStatementLine, donation: Donation, *, by=None, note: s
         tasks.send_receipt.delay_on_commit(donation.pk)
 
 
-def _plan_for_batches() -> None:
+def _plan_for_batches(cur) -> None:
     """A batch touches a few thousand rows of tables that hold millions: index lookups, not
     hash joins over whole tables. The planner's default random_page_cost (4, spinning disks)
     makes it prefer scanning the whole table; our data sits on SSD or in cache. Local to
     the batch's transaction."""
-    from django.db import connection
-
-    with connection.cursor() as cur:
-        cur.execute("SET LOCAL random_page_cost = 1.1")
+    cur.execute("SET LOCAL random_page_cost = 1.1")
 
 
-def match_lines(*, statement_id: int | None = None, batch: int = 20000) -> dict:
+class _Phases:
+    """Seconds per phase of the matching, summed over batches (the benchmark prints them so
+    the time can be located; costs a clock read per phase)."""
+
+    def __init__(self, into: dict | None):
+        self.into = into
+
+    @contextmanager
+    def __call__(self, name: str):
+        if self.into is None:
+            yield
+            return
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - t0)
+
+    def add(self, name: str, seconds: float) -> None:
+        if self.into is not None:
+            self.into[name] = self.into.get(name, 0.0) + seconds
+
+
+class _Line(NamedTuple):
+    id: int
+    description: str
+    amount_vnd: int
+
+
+_CLAIM_SQL = """
+SELECT id, description, amount_vnd FROM sponsorship_bankstatementline
+WHERE status = 'unmatched' AND id > %(after)s {statement}
+ORDER BY id LIMIT %(batch)s FOR UPDATE SKIP LOCKED
+"""
+
+
+def match_lines(*, statement_id: int | None = None, batch: int = 20000, timings: dict | None = None) -> dict:
     """Match unmatched lines by reference-in-description, in bounded batches, in bulk: per
     batch one claim (SELECT … FOR UPDATE SKIP LOCKED, so two runs never take one line), one
     pledge lookup, bulk ledger postings (one balanced transaction per line, keyed by the
-    line), one grouped recompute of the touched pledges from the ledger, one receipt task.
-    Lines without a recognisable reference stay in the unmatched queue. Returns counts."""
+    line), one guarded update of the touched pledges, one line update, one receipt task.
+    Lines without a recognisable reference stay in the unmatched queue. Returns counts;
+    `timings`, if given, receives seconds per phase (the benchmark prints them)."""
+    from django.db import connection
+
     counts = {"matched": 0, "unmatched": 0}
+    phase = _Phases(timings)
+    claim = _CLAIM_SQL.format(statement="AND statement_id = %(statement)s" if statement_id else "")
     last_id = 0
     while True:
-        with transaction.atomic():
-            _plan_for_batches()
-            qs = BankStatementLine.objects.select_for_update(skip_locked=True).filter(
-                status=LineStatus.UNMATCHED, id__gt=last_id
-            )
-            if statement_id:
-                qs = qs.filter(statement_id=statement_id)
-            lines = list(qs.order_by("id").only("id", "description", "amount_vnd")[:batch])
+        marks: dict[str, float] = {}
+        with phase("batch"), transaction.atomic():
+            if timings is not None:
+                # Runs first of the batch's on-commit callbacks: splits the commit itself from
+                # the work queued after it (receipts, matching requests).
+                transaction.on_commit(lambda marks=marks: marks.setdefault("committed", time.perf_counter()))
+            with phase("claim"), connection.cursor() as cur:
+                _plan_for_batches(cur)
+                cur.execute(claim, {"after": last_id, "statement": statement_id, "batch": batch})
+                lines = [_Line(*row) for row in cur.fetchall()]
             if not lines:
                 return counts
             last_id = lines[-1].id
-            matched, unmatched = _match_batch(lines)
+            matched, unmatched = _match_batch(lines, phase)
             counts["matched"] += matched
             counts["unmatched"] += unmatched
+            marks["written"] = time.perf_counter()
+        if timings is not None and "committed" in marks:
+            timings["commit"] = timings.get("commit", 0.0) + marks["committed"] - marks["written"]
+            timings["after commit"] = timings.get("after commit", 0.0) + time.perf_counter() - marks["committed"]
 
 
-# The whole batch in three SQL statements. The status rules mirror donations.apply_totals
-# (keep them in step); the money columns are recomputed from the ledger, not incremented.
-_LINES_SQL = """
+# Each write below returns, aggregated, the foreign-key values it wrote (RETURNING): the batch
+# skips PostgreSQL's per-row FK triggers and declares exactly these for the set-based check
+# (config/bulk_fk.py; `_batch_references`).
+_FK_RETURNING = """
+SELECT array_agg(DISTINCT donation_id), array_agg(DISTINCT statement_id), array_agg(DISTINCT matched_by_id)
+FROM written
+"""
+
+# The status rules mirror donations.apply_totals (keep them in step); the money columns are
+# recomputed from the ledger, not incremented.
+_LINES_SQL = (
+    """
+WITH written AS (
 UPDATE sponsorship_bankstatementline l SET
     status = 'matched', donation_id = p.donation_id, matched_at = now(),
     match_note = left(%(by_ref)s || ' · ' || CASE
@@ -290,7 +347,10 @@ UPDATE sponsorship_bankstatementline l SET
 FROM unnest(%(lines)s::bigint[], %(donations)s::bigint[]) AS p(line_id, donation_id)
 JOIN sponsorship_donation d ON d.id = p.donation_id
 WHERE l.id = p.line_id
-"""
+RETURNING l.donation_id, l.statement_id, l.matched_by_id
+)"""
+    + _FK_RETURNING
+)
 
 
 def _pg_format(template: str, names: list[str]) -> str:
@@ -310,6 +370,11 @@ SELECT id, reference, fund_key, amount_vnd, amount_received_vnd, amount_refunded
 FROM sponsorship_donation WHERE reference = ANY(%s::text[]) AND method = 'bank' ORDER BY id FOR UPDATE
 """
 
+# Writes only unindexed columns (received, paid_at, status): with room on the page (the
+# table's fillfactor, migration 0011) PostgreSQL updates the row in place and touches none of
+# the table's indexes. tests/sponsorship/test_bank_bulk.py keeps these columns unindexed.
+GIFT_UPDATE_COLUMNS = ("amount_received_vnd", "paid_at", "status")
+
 _GIFTS_SQL = """
 WITH v AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(received)s::bigint[], %(old)s::text[], %(new)s::text[])
@@ -318,106 +383,189 @@ WITH v AS (
     UPDATE sponsorship_donation d SET
         amount_received_vnd = v.received, paid_at = COALESCE(d.paid_at, now()), status = v.new_status
     FROM v WHERE d.id = v.id AND d.status = v.old_status
-    RETURNING d.id
+    RETURNING d.id, d.donor_id, d.locality_id
+), hist AS (
+    INSERT INTO sponsorship_donationhistory (donation_id, from_status, to_status, note, at)
+    SELECT v.id, v.old_status, v.new_status, %(note)s, now()
+    FROM v JOIN upd ON upd.id = v.id WHERE v.old_status <> v.new_status
+    RETURNING donation_id
 )
-INSERT INTO sponsorship_donationhistory (donation_id, from_status, to_status, note, at)
-SELECT v.id, v.old_status, v.new_status, %(note)s, now()
-FROM v JOIN upd ON upd.id = v.id WHERE v.old_status <> v.new_status
+SELECT (SELECT array_agg(DISTINCT donor_id) FROM upd), (SELECT array_agg(DISTINCT locality_id) FROM upd),
+       (SELECT array_agg(DISTINCT donation_id) FROM hist)
 """
 
-_NOTED_LINES_SQL = """
+_NOTED_LINES_SQL = (
+    """
+WITH written AS (
 UPDATE sponsorship_bankstatementline l SET
     status = 'matched', donation_id = p.donation_id, matched_at = now(), match_note = p.note
 FROM unnest(%(lines)s::bigint[], %(donations)s::bigint[], %(notes)s::text[]) AS p(line_id, donation_id, note)
 WHERE l.id = p.line_id AND l.status = 'unmatched'
-"""
+RETURNING l.donation_id, l.statement_id, l.matched_by_id
+)"""
+    + _FK_RETURNING
+)
 
 
-def _match_batch(lines: list[BankStatementLine]) -> tuple[int, int]:
+class _Written:
+    """Foreign-key values the batch wrote, per referencing column (None and duplicates are
+    dropped), turned into `Reference`s grouped by parent table: one check per parent."""
+
+    # Every FK of every table the batch writes (tests/sponsorship/test_bank_bulk.py compares
+    # this with the models). The ledger's two are `ledger.Transfers.references()`, folded in
+    # here so that the gifts are checked once for the ledger, history and line columns.
+    COLUMNS = {
+        "sponsorship_ledgertransaction.donation_id": "sponsorship_donation",
+        "sponsorship_ledgerentry.transaction_id": "sponsorship_ledgertransaction",
+        "sponsorship_donation.donor_id": "donors_user",
+        "sponsorship_donation.locality_id": "beneficiaries_locality",
+        "sponsorship_donationhistory.donation_id": "sponsorship_donation",
+        "sponsorship_bankstatementline.donation_id": "sponsorship_donation",
+        "sponsorship_bankstatementline.statement_id": "sponsorship_bankstatement",
+        "sponsorship_bankstatementline.matched_by_id": "donors_user",
+    }
+
+    def __init__(self):
+        self.values: dict[str, set[int]] = {column: set() for column in self.COLUMNS}
+
+    def add(self, column: str, ids) -> None:
+        self.values[column].update(i for i in ids or () if i is not None)
+
+    def references(self) -> list:
+        from config.bulk_fk import Reference
+
+        by_parent: dict[str, list[str]] = {}
+        for column, parent in self.COLUMNS.items():
+            by_parent.setdefault(parent, []).append(column)
+        refs = []
+        for parent, columns in by_parent.items():
+            ids = sorted(set().union(*(self.values[c] for c in columns)))
+            if not ids:
+                continue  # nothing written there (e.g. matched_by: the job matches as nobody)
+            refs.append(
+                Reference(
+                    column=" / ".join(columns),
+                    parent=parent,
+                    ids_sql="SELECT unnest(%s::bigint[])",
+                    params=[ids],
+                )
+            )
+        return refs
+
+
+def _match_batch(lines: list[_Line], phase: _Phases) -> tuple[int, int]:
     """One batch, set-based: lock the pledges named in the descriptions, post one balanced
     ledger transaction per line (keyed by the line, all in this DB transaction), move the
     gifts' totals and statuses in one guarded UPDATE … FROM, note each line (partial, over,
-    full, in line order for a gift paid by several lines), queue one receipt task."""
+    full, in line order for a gift paid by several lines), queue one receipt task. The writes
+    skip PostgreSQL's per-row FK triggers; what they wrote is checked set-based before the
+    batch commits (config/bulk_fk.py)."""
     from django.db import connection
+
+    from config.bulk_fk import set_based_fk_checks
 
     from .donations import RECOMPUTE_SQL
 
-    cands = {line.id: candidate_references(line.description) for line in lines}
-    refs = sorted({r for rs in cands.values() for r in rs})
+    with phase("references"):
+        cands = {line.id: candidate_references(line.description) for line in lines}
+        refs = sorted({r for rs in cands.values() for r in rs})
     if not refs:
         return 0, len(lines)
-    with connection.cursor() as cur:
+    with phase("lock gifts"), connection.cursor() as cur:
         cur.execute(_LOCK_SQL, [refs])
         gifts = {row[1]: row for row in cur.fetchall()}
-    pairs = []
-    for line in lines:
-        gift = next((gifts[r] for r in cands[line.id] if r in gifts), None)
-        if gift is not None:
-            pairs.append((line, gift))
-    if not pairs:
-        return 0, len(lines)
+    with phase("plan"):
+        pairs = []
+        for line in lines:
+            gift = next((gifts[r] for r in cands[line.id] if r in gifts), None)
+            if gift is not None:
+                pairs.append((line, gift))
+        if not pairs:
+            return 0, len(lines)
 
-    by_ref = str(_("matched by reference"))
-    partial, over, full = (
-        _("partial payment: %(r)s of %(p)s VND received"),
-        _("over-payment: %(x)s VND more than pledged"),
-        str(_("paid in full")),
-    )
-    running: dict[int, int] = {}
-    direct: dict[int, tuple] = {}
-    notes: list[str] = []
-    recompute: set[int] = set()
-    for line, (gid, _ref, _fund, pledged, received, refunded, status, _paid_at) in pairs:
-        if status not in _DIRECT_STATUSES or refunded:
-            recompute.add(gid)
-            notes.append("")
-            continue
-        total = running.get(gid, received) + line.amount_vnd
-        running[gid] = total
-        if total < pledged:
-            explicit = partial % {"r": total, "p": pledged}
-        elif total > pledged:
-            explicit = over % {"x": total - pledged}
-        else:
-            explicit = full
-        notes.append(f"{by_ref} · {explicit}"[:200])
-        direct[gid] = (total, status, "partially_paid" if total < pledged else "succeeded")
-
-    with connection.cursor() as cur:
-        ledger.post_transfers(
-            kind="bank_paid",
-            debit_account=Account.BANK_CLEARING,
-            credit_account=Account.DONOR_FUNDS,
-            rows=[
-                (f"bank_paid:line:{line.id}", g[0], f"bank transfer {g[1]}", g[2], line.amount_vnd) for line, g in pairs
-            ],
+        by_ref = str(_("matched by reference"))
+        partial, over, full = (
+            _("partial payment: %(r)s of %(p)s VND received"),
+            _("over-payment: %(x)s VND more than pledged"),
+            str(_("paid in full")),
         )
+        running: dict[int, int] = {}
+        direct: dict[int, tuple] = {}
+        notes: list[str] = []
+        recompute: set[int] = set()
+        for line, (gid, _ref, _fund, pledged, received, refunded, status, _paid_at) in pairs:
+            if status not in _DIRECT_STATUSES or refunded:
+                recompute.add(gid)
+                notes.append("")
+                continue
+            total = running.get(gid, received) + line.amount_vnd
+            running[gid] = total
+            if total < pledged:
+                explicit = partial % {"r": total, "p": pledged}
+            elif total > pledged:
+                explicit = over % {"x": total - pledged}
+            else:
+                explicit = full
+            notes.append(f"{by_ref} · {explicit}"[:200])
+            direct[gid] = (total, status, "partially_paid" if total < pledged else "succeeded")
+
+    written = _Written()
+    references: list = []  # filled at the end of the block, checked when it closes
+    with connection.cursor() as cur, set_based_fk_checks(cur, references):
+        with phase("ledger"):
+            transfers = ledger.post_transfers(
+                kind="bank_paid",
+                debit_account=Account.BANK_CLEARING,
+                credit_account=Account.DONOR_FUNDS,
+                rows=[
+                    (f"bank_paid:line:{line.id}", g[0], f"bank transfer {g[1]}", g[2], line.amount_vnd)
+                    for line, g in pairs
+                ],
+            )
         newly_paid = [g[0] for g in gifts.values() if g[7] is None and g[0] in direct]
         if direct:
             ids = list(direct)
-            cur.execute(
-                _GIFTS_SQL,
-                {
-                    "ids": ids,
-                    "received": [direct[i][0] for i in ids],
-                    "old": [direct[i][1] for i in ids],
-                    "new": [direct[i][2] for i in ids],
-                    "note": "bank statement",
-                },
-            )
+            with phase("gift update"):
+                cur.execute(
+                    _GIFTS_SQL,
+                    {
+                        "ids": ids,
+                        "received": [direct[i][0] for i in ids],
+                        "old": [direct[i][1] for i in ids],
+                        "new": [direct[i][2] for i in ids],
+                        "note": "bank statement",
+                    },
+                )
+                donors, localities, history = cur.fetchone()
+                written.add("sponsorship_donation.donor_id", donors)
+                written.add("sponsorship_donation.locality_id", localities)
+                written.add("sponsorship_donationhistory.donation_id", history)
             noted = [(line.id, g[0], note) for (line, g), note in zip(pairs, notes, strict=True) if note]
-            cur.execute(
-                _NOTED_LINES_SQL,
-                {
-                    "lines": [x[0] for x in noted],
-                    "donations": [x[1] for x in noted],
-                    "notes": [x[2] for x in noted],
-                },
-            )
+            with phase("line update"):
+                cur.execute(
+                    _NOTED_LINES_SQL,
+                    {
+                        "lines": [x[0] for x in noted],
+                        "donations": [x[1] for x in noted],
+                        "notes": [x[2] for x in noted],
+                    },
+                )
+                _add_line_fks(written, cur.fetchone())
         if recompute:
             # Refunded or otherwise unusual gifts: totals from the ledger, notes from the result.
             cur.execute(RECOMPUTE_SQL, {"ids": sorted(recompute), "note": "bank statement"})
             newly_paid += [row[0] for row in cur.fetchall()]
+            # RECOMPUTE_SQL (shared with the other payment paths) returns no FK values: its
+            # gift update and history rows reference these gifts and their donors/places.
+            cur.execute(
+                "SELECT array_agg(DISTINCT donor_id), array_agg(DISTINCT locality_id) "
+                "FROM sponsorship_donation WHERE id = ANY(%s::bigint[])",
+                [sorted(recompute)],
+            )
+            donors, localities = cur.fetchone()
+            written.add("sponsorship_donation.donor_id", donors)
+            written.add("sponsorship_donation.locality_id", localities)
+            written.add("sponsorship_donationhistory.donation_id", recompute)
             rest = [(line.id, g[0]) for line, g in pairs if g[0] in recompute]
             cur.execute(
                 _LINES_SQL,
@@ -430,14 +578,28 @@ def _match_batch(lines: list[BankStatementLine]) -> tuple[int, int]:
                     "full": full,
                 },
             )
+            _add_line_fks(written, cur.fetchone())
+        written.add("sponsorship_ledgertransaction.donation_id", transfers.donation_ids)
+        written.add("sponsorship_ledgerentry.transaction_id", transfers.transaction_ids)
+        references += written.references()
+        writes_done = time.perf_counter()
+    phase.add("fk check", time.perf_counter() - writes_done)
     from ..matching import hooks as matching_hooks  # match offers and a matching run, after commit
 
-    matching_hooks.gifts_paid(sorted({g[0] for _line, g in pairs}))
-    if newly_paid:
-        from .. import tasks
+    with phase("hooks"):
+        matching_hooks.gifts_paid(sorted({g[0] for _line, g in pairs}))
+        if newly_paid:
+            from .. import tasks
 
-        tasks.send_receipts_later(newly_paid)
+            tasks.send_receipts_later(newly_paid)
     return len(pairs), len(lines) - len(pairs)
+
+
+def _add_line_fks(written: _Written, row) -> None:
+    donations, statements, matched_by = row
+    written.add("sponsorship_bankstatementline.donation_id", donations)
+    written.add("sponsorship_bankstatementline.statement_id", statements)
+    written.add("sponsorship_bankstatementline.matched_by_id", matched_by)
 
 
 def match_line_manually(*, line: BankStatementLine, reference: str, by) -> BankStatementLine:

@@ -94,25 +94,58 @@ WITH src AS (
 ), tx AS (
     INSERT INTO sponsorship_ledgertransaction (key, kind, memo, donation_id, created_at)
     SELECT key, %(kind)s, memo, donation_id, now() FROM src
-    RETURNING id, key
+    RETURNING id, key, donation_id
+), entries AS (
+    INSERT INTO sponsorship_ledgerentry (transaction_id, account, fund, amount)
+    SELECT tx.id, x.account, x.fund, x.amount
+    FROM src JOIN tx ON tx.key = src.key
+    CROSS JOIN LATERAL (VALUES (%(debit)s, CASE WHEN %(debit_fund)s THEN src.fund ELSE '' END, src.amount),
+                               (%(credit)s, CASE WHEN %(credit_fund)s THEN src.fund ELSE '' END, -src.amount))
+        AS x(account, fund, amount)
+    RETURNING transaction_id
 )
-INSERT INTO sponsorship_ledgerentry (transaction_id, account, fund, amount)
-SELECT tx.id, x.account, x.fund, x.amount
-FROM src JOIN tx ON tx.key = src.key
-CROSS JOIN LATERAL (VALUES (%(debit)s, CASE WHEN %(debit_fund)s THEN src.fund ELSE '' END, src.amount),
-                           (%(credit)s, CASE WHEN %(credit_fund)s THEN src.fund ELSE '' END, -src.amount))
-    AS x(account, fund, amount)
+SELECT (SELECT array_agg(DISTINCT donation_id) FROM tx), (SELECT array_agg(DISTINCT transaction_id) FROM entries)
 """
 
 
-def post_transfers(*, kind: str, debit_account: str, credit_account: str, rows: list[tuple]) -> int:
+@dataclass(frozen=True)
+class Transfers:
+    """What `post_transfers` wrote: the foreign-key values of its rows, as written (RETURNING),
+    so that a caller skipping the per-row FK triggers can declare them (config/bulk_fk.py)."""
+
+    count: int
+    donation_ids: list[int]  # sponsorship_ledgertransaction.donation_id
+    transaction_ids: list[int]  # sponsorship_ledgerentry.transaction_id
+
+    def references(self) -> list:
+        """Every foreign key of the two ledger tables, for `set_based_fk_checks`."""
+        from config.bulk_fk import Reference
+
+        return [
+            Reference(
+                column="sponsorship_ledgertransaction.donation_id",
+                parent="sponsorship_donation",
+                ids_sql="SELECT unnest(%s::bigint[])",
+                params=[self.donation_ids],
+            ),
+            Reference(
+                column="sponsorship_ledgerentry.transaction_id",
+                parent="sponsorship_ledgertransaction",
+                ids_sql="SELECT unnest(%s::bigint[])",
+                params=[self.transaction_ids],
+            ),
+        ]
+
+
+def post_transfers(*, kind: str, debit_account: str, credit_account: str, rows: list[tuple]) -> Transfers:
     """Bulk form of `ledger_post` for many two-leg movements of one kind (statement lines):
     rows are (key, donation id, memo, fund, amount > 0); each becomes its own transaction
     `Dr debit_account amount / Cr credit_account amount` (the fund on the side that is a fund
-    account), all in two SQL statements inside the caller's DB transaction. Each balances by
+    account), all in one SQL statement inside the caller's DB transaction. Each balances by
     construction and the deferred balance trigger still checks them at commit. Keys must be
     new: a used key raises IntegrityError and the caller's transaction rolls back (callers
-    claim their rows first, so a retry never reaches here twice). Returns the count."""
+    claim their rows first, so a retry never reaches here twice). Returns the count and the
+    foreign-key values written (`Transfers.references()`)."""
     from django.db import connection
 
     for account in (debit_account, credit_account):
@@ -120,7 +153,7 @@ def post_transfers(*, kind: str, debit_account: str, credit_account: str, rows: 
             raise ApplicationError(f"Unknown ledger account {account!r}.", code="ledger_account")
     fund_side = {a: a in FUND_ACCOUNTS for a in (debit_account, credit_account)}
     if not rows:
-        return 0
+        return Transfers(0, [], [])
     for key, _donation, _memo, fund, amount in rows:
         if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
             raise ApplicationError(f"Ledger amounts are positive integer VND ({key}).", code="ledger_not_integer")
@@ -143,7 +176,8 @@ def post_transfers(*, kind: str, debit_account: str, credit_account: str, rows: 
                 "credit_fund": fund_side[credit_account],
             },
         )
-    return len(rows)
+        donation_ids, transaction_ids = cur.fetchone()
+    return Transfers(len(rows), [d for d in donation_ids or [] if d is not None], transaction_ids or [])
 
 
 def _assert_same(tx: LedgerTransaction, cleaned: list[Entry]) -> None:
