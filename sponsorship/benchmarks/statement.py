@@ -23,6 +23,7 @@ def add_arguments(parser):
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=1, help="runs; the median is reported")
+    parser.add_argument("--workers", type=int, default=None, help="matching workers (default: the service's)")
 
 
 def _cleanup():
@@ -89,6 +90,7 @@ def _run_once(options, out) -> dict:
     from sponsorship.services.donations import fund_key, new_reference
 
     n = options["lines"]
+    workers = options["workers"] or bank.MATCH_WORKERS
     rng = random.Random(4)
     _cleanup()
     user = User.objects.create_user(BENCH_EMAIL, None, role=Role.FINANCE, full_name="benchmark")
@@ -130,7 +132,9 @@ def _run_once(options, out) -> dict:
         out.write("matching…\n")
         timings: dict[str, float] = {}
         with Stopwatch() as sw:
-            counts = bank.match_lines(statement_id=statement.pk, batch=options["batch"], timings=timings)
+            counts = bank.match_lines(
+                statement_id=statement.pk, batch=options["batch"], timings=timings, workers=workers
+            )
         again = bank.statement_import(name="bench-statement-again.csv", content=content, by=user)
         matched_rows = statement.lines.filter(status=LineStatus.MATCHED).count()
         return {
@@ -145,6 +149,7 @@ def _run_once(options, out) -> dict:
             "goal_lines_per_s": 20_000,
             "goal_met": n / sw.seconds >= 20_000,
             "batch": options["batch"],
+            "workers": workers,
             "phases_s": _phases(timings),
         }
     finally:
@@ -167,7 +172,11 @@ def rows(figures: dict) -> list[tuple[str, str]]:
         ("matched / unmatched", f"{figures['matched']:,} / {figures['unmatched']:,}"),
         ("matching (lines/s, incl. commit; median)", f"{figures['lines_per_s']:,.0f}"),
         ("runs (lines/s)", " / ".join(f"{r:,.0f}" for r in figures["runs_lines_per_s"])),
-        (f"median run: {figures['match_seconds']:.3f} s, batches of", f"{figures['batch']:,}"),
+        (
+            f"median run: {figures['match_seconds']:.3f} s; workers, batch",
+            f"{figures['workers']}, {figures['batch']:,}",
+        ),
+        ("phases, summed over batches and workers:", ""),
         *phases,
         ("COPY into a narrow table (rows/s)", f"{figures['copy_rows_per_s']:,.0f}"),
         ("matching / COPY", f"{figures['ratio_to_copy']:.3f}"),

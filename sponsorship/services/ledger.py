@@ -87,18 +87,21 @@ def ledger_post(*, key: str, entries: Iterable[Entry], memo: str = "", kind: str
     return tx, True
 
 
+# The transactions' ids are drawn from their sequence up front (src is materialised once), so
+# the entries take them from src instead of joining the inserted rows back by key.
 _TRANSFERS_SQL = """
-WITH src AS (
-    SELECT * FROM unnest(%(keys)s::text[], %(donations)s::bigint[], %(memos)s::text[], %(funds)s::text[],
+WITH src AS MATERIALIZED (
+    SELECT nextval(%(sequence)s::regclass) AS id, s.*
+    FROM unnest(%(keys)s::text[], %(donations)s::bigint[], %(memos)s::text[], %(funds)s::text[],
         %(amounts)s::bigint[]) AS s(key, donation_id, memo, fund, amount)
 ), tx AS (
-    INSERT INTO sponsorship_ledgertransaction (key, kind, memo, donation_id, created_at)
-    SELECT key, %(kind)s, memo, donation_id, now() FROM src
-    RETURNING id, key, donation_id
+    INSERT INTO sponsorship_ledgertransaction (id, key, kind, memo, donation_id, created_at)
+    SELECT id, key, %(kind)s, memo, donation_id, now() FROM src
+    RETURNING donation_id
 ), entries AS (
     INSERT INTO sponsorship_ledgerentry (transaction_id, account, fund, amount)
-    SELECT tx.id, x.account, x.fund, x.amount
-    FROM src JOIN tx ON tx.key = src.key
+    SELECT src.id, x.account, x.fund, x.amount
+    FROM src
     CROSS JOIN LATERAL (VALUES (%(debit)s, CASE WHEN %(debit_fund)s THEN src.fund ELSE '' END, src.amount),
                                (%(credit)s, CASE WHEN %(credit_fund)s THEN src.fund ELSE '' END, -src.amount))
         AS x(account, fund, amount)
@@ -106,6 +109,21 @@ WITH src AS (
 )
 SELECT (SELECT array_agg(DISTINCT donation_id) FROM tx), (SELECT array_agg(DISTINCT transaction_id) FROM entries)
 """
+
+
+_SEQUENCES: dict[str, str] = {}
+
+
+def _transaction_id_sequence(cur) -> str:
+    """The sequence behind LedgerTransaction.id (named once per process: a constant in the
+    statement, so nextval needs no catalog lookup per row)."""
+    from django.db import connection
+
+    alias = connection.settings_dict["NAME"]
+    if alias not in _SEQUENCES:
+        cur.execute("SELECT pg_get_serial_sequence('sponsorship_ledgertransaction', 'id')")
+        _SEQUENCES[alias] = cur.fetchone()[0]
+    return _SEQUENCES[alias]
 
 
 @dataclass(frozen=True)
@@ -170,6 +188,7 @@ def post_transfers(*, kind: str, debit_account: str, credit_account: str, rows: 
                 "funds": list(cols[3]),
                 "amounts": list(cols[4]),
                 "kind": kind,
+                "sequence": _transaction_id_sequence(cur),
                 "debit": debit_account,
                 "credit": credit_account,
                 "debit_fund": fund_side[debit_account],

@@ -170,3 +170,25 @@ def test_matching_updates_the_gifts_in_place_and_matched_lines_leave_the_open_in
         assert "bankline_open_status_id" in plan
     assert BankStatementLine.objects.filter(statement=st, status=LineStatus.UNMATCHED).count() == 1
     assert BankStatement.objects.filter(pk=st.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_take_disjoint_batches_and_count_each_line_once(donor_an, finance_giang):
+    """The service's default run: worker threads on their own connections (committed data)."""
+    gifts = [pledge(donor_an, 300_000) for _ in range(9)]
+    rows = [("01/11/2026", "300000", f"CK {g.reference} ung ho", f"FT{i}", "") for i, g in enumerate(gifts)]
+    rows += [("01/11/2026", "100000", g.reference, f"FTX{i}", "") for i, g in enumerate(gifts[:3])]  # over-payments
+    rows += [("02/11/2026", "5000", f"no reference {i}", f"FTN{i}", "") for i in range(4)]
+    st = bank.statement_import(name="s.csv", content=statement(rows), by=finance_giang)
+    timings: dict = {}
+    counts = bank.match_lines(statement_id=st.pk, batch=2, workers=2, timings=timings)
+    assert counts == {"matched": 12, "unmatched": 4}
+    assert timings["ledger"] > 0 and timings["commit"] >= 0  # both phases were timed
+    assert LedgerTransaction.objects.filter(kind="bank_paid").count() == 12
+    assert BankStatementLine.objects.filter(status=LineStatus.UNMATCHED).count() == 4
+    over = Donation.objects.filter(pk__in=[g.pk for g in gifts[:3]])
+    assert {g.amount_received_vnd for g in over} == {400_000}
+    notes = BankStatementLine.objects.filter(donation__in=over).values_list("match_note", flat=True)
+    assert sum("over-payment" in n for n in notes) == 3, sorted(notes)
+    assert not ledger.check_invariants()
+    assert bank.match_lines(statement_id=st.pk, workers=2) == {"matched": 0, "unmatched": 4}  # queue stays
