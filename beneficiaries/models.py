@@ -172,6 +172,13 @@ class Member(models.Model):
         "donors.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     is_possible_duplicate = models.BooleanField(_("possible duplicate"), default=False)
+    # The import that created the member, if any: its first history entry ("imported from
+    # <file>, job N") is derived from this row instead of a history row per imported member
+    # (a million more inserts, and an index, per province). No index: nothing filters on it
+    # but the rare deletion of an import job.
+    import_job = models.ForeignKey(
+        "beneficiaries.ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     # Months of state support for voluntary SI this person has already had (FACTS §3: at most
     # 10 years); pricing stops the support once the cap is used up. db_default: set-based
     # INSERTs (the import) need not name it.
