@@ -563,7 +563,10 @@ def _validation_sql(fields: list[str | None], n_columns: int) -> str:
     # Spreadsheets drop the leading zero of 001…, 042…: eleven digits get it back. The regex
     # runs only on the (rare) eleven-character IDs; `pid_digits` is the one digit test a row
     # pays for (PostgreSQL's bounded repetitions, [0-9]{12}, cost ten times a plain match).
-    pid = "CASE WHEN octet_length(personal_id) = 11 AND personal_id ~ '^[0-9]+$' THEN '0' || personal_id ELSE personal_id END"
+    pid = (
+        "CASE WHEN octet_length(personal_id) = 11 AND personal_id ~ '^[0-9]+$' THEN '0' || personal_id"
+        " ELSE personal_id END"
+    )
     pid12 = "(pid_digits AND octet_length(pid) = 12)"
     msg = {k: f"%(m_{k})s" for k in _messages()}
     e = {
@@ -614,9 +617,7 @@ def _validation_sql(fields: list[str | None], n_columns: int) -> str:
                 SELECT p.*
                 FROM (
                     SELECT r.*,
-                        CASE WHEN full_name ~ %(ws_run)s
-                             THEN btrim(regexp_replace(full_name, %(ws_re)s, ' ', 'g'), ' ')
-                             ELSE full_name END AS name,
+                        full_name AS name,  -- squashed once per distinct name (`_good_sql`)
                         d1.text AS date_of_birth, d1.d AS dob, d2.text AS card_valid_until, d2.d AS valid_until,
                         {_map_sql("sex", SEX)} AS sex_v,
                         {pid} AS pid, personal_id ~ '^[0-9]+$' AS pid_digits,
@@ -642,6 +643,9 @@ def _validation_sql(fields: list[str | None], n_columns: int) -> str:
     """
 
 
+# Runs of whitespace as one space (Python: " ".join(name.split())); the name is trimmed already.
+SQUASH_SQL = "CASE WHEN name ~ %(ws_run)s THEN btrim(regexp_replace(name, %(ws_re)s, ' ', 'g'), ' ') ELSE name END"
+
 # SQL twin of `ascii_fold` for name_ascii (near-duplicate key): đ → d, no diacritics, lower
 # case, whitespace squashed.
 FOLD_SQL = (
@@ -655,7 +659,9 @@ def _dates_sql(fields: list[str | None]) -> str:
     of a million people has a few tens of thousands of distinct dates; parsing is the
     costliest rule of a row, a hash join is not)."""
     index = {f: i for i, f in enumerate(fields) if f}
-    texts = " UNION ".join(f"SELECT DISTINCT coalesce(c{index[f]}, '') FROM import_raw" for f in DATE_FIELDS if f in index)
+    texts = " UNION ".join(
+        f"SELECT DISTINCT coalesce(c{index[f]}, '') FROM import_raw" for f in DATE_FIELDS if f in index
+    )
     return f"""
     CREATE TEMP TABLE import_dates ON COMMIT DROP AS
     SELECT raw, text, {_make_date_sql("x")} AS d
@@ -907,25 +913,36 @@ def _run(job: ImportJob) -> ImportJob:
 
 
 def _good_sql() -> str:
+    """import_good: the new members as they will be stored, in personal-ID order (the unique
+    index is then filled page by page), with whether the registry already has someone of the
+    same folded name, date of birth and commune."""
     m = Member._meta.db_table
     return f"""
     CREATE TEMP TABLE import_good ON COMMIT DROP AS
-    SELECT row_number() OVER (ORDER BY v.pid COLLATE "C") AS seq, k.id AS household_id, v.locality_id,
-        left(v.name, {LIMITS["full_name"]}) AS full_name, left(f.name_ascii, {LIMITS["name_ascii"]}) AS name_ascii,
+    SELECT k.id AS household_id, v.locality_id,
+        left(f.name, {LIMITS["full_name"]}) AS full_name, left(f.name_ascii, {LIMITS["name_ascii"]}) AS name_ascii,
         v.dob, v.sex_v AS sex, v.pid, v.si_code, left(v.ethnicity, {LIMITS["ethnicity"]}) AS ethnicity,
         v.relation_v AS relation, v.is_student_v AS is_student,
         left(v.card_group, {LIMITS["card_group"]}) AS card_group, v.valid_until,
-        count(*) OVER (PARTITION BY left(f.name_ascii, {LIMITS["name_ascii"]}) COLLATE "C", v.dob, v.locality_id) > 1
-            AS dup_in_file,
-        EXISTS (SELECT 1 FROM {m} x WHERE x.name_ascii = left(f.name_ascii, {LIMITS["name_ascii"]})
-            AND x.date_of_birth = v.dob AND x.locality_id = v.locality_id) AS dup_in_registry
+        EXISTS (SELECT 1 FROM {m} x WHERE x.locality_id = v.locality_id AND x.date_of_birth = v.dob
+            AND x.name_ascii = left(f.name_ascii, {LIMITS["name_ascii"]})) AS dup_in_registry
     FROM import_val v JOIN import_hh k ON k.locality_id = v.locality_id AND k.ref = v.ref
-    -- Folded once per distinct name (OFFSET 0 keeps the planner from inlining the fold at
-    -- every use): lists repeat names a lot, and the fold is the costliest expression here.
-    JOIN (SELECT name, {FOLD_SQL} AS name_ascii
-          FROM (SELECT DISTINCT name FROM import_val WHERE ok AND is_new) n OFFSET 0) f ON f.name = v.name
+    -- Squashed and folded once per distinct name (OFFSET 0 keeps the planner from inlining
+    -- them at every use): lists repeat names a lot, and these are the costliest expressions.
+    JOIN (SELECT raw, name, {FOLD_SQL} AS name_ascii
+          FROM (SELECT name AS raw, {SQUASH_SQL} AS name
+                FROM (SELECT DISTINCT name FROM import_val WHERE ok AND is_new) n OFFSET 0) s
+          OFFSET 0) f ON f.raw = v.name
     WHERE v.ok AND v.is_new
     ORDER BY v.pid COLLATE "C"
+    """
+
+
+# Near-duplicates inside the file: the keys that more than one new member has (a hash
+# aggregate over three narrow columns, instead of sorting the wide rows by them).
+DUPS_SQL = """
+    CREATE TEMP TABLE import_dups ON COMMIT DROP AS
+    SELECT locality_id, dob, name_ascii FROM import_good GROUP BY 1, 2, 3 HAVING count(*) > 1
     """
 
 
@@ -1047,28 +1064,41 @@ def _import(cursor, job, ctx, fields, path, scan, records, progress) -> dict:
         # inside the file or against the registry are flagged for a reviewer, never merged.
         cursor.execute(_good_sql(), params)
         cursor.execute("DROP TABLE import_val")
+        cursor.execute(DUPS_SQL)
+        cursor.execute("ANALYZE import_dups")
+        # Batches by block range of import_good (a TID range scan, in the table's personal-ID
+        # order): no sort and no re-scan of the whole table per batch.
+        cursor.execute("SELECT pg_relation_size('import_good') / current_setting('block_size')::int")
+        blocks = cursor.fetchone()[0]
+        step = max(1, blocks * BATCH_ROWS // max(new, 1))
         # No history row per member: the member's first history entry ("imported from <file>,
         # job N") is derived from the row itself (`member_history`); later transitions are rows.
         member_sql = f"""
             INSERT INTO {m} (household_id, locality_id, full_name, name_ascii, date_of_birth, sex,
                 personal_id, si_code, ethnicity, relation, is_student, card_group, card_valid_until,
                 status, submitted_by_id, import_job_id, is_possible_duplicate, created_at, updated_at)
-            SELECT household_id, locality_id, full_name, name_ascii, dob, sex, pid, si_code, ethnicity,
-                relation, is_student, card_group, valid_until, %s, %s, %s, dup_in_file OR dup_in_registry, %s, %s
-            FROM import_good WHERE seq > %s AND seq <= %s ORDER BY seq
+            SELECT g.household_id, g.locality_id, g.full_name, g.name_ascii, g.dob, g.sex, g.pid, g.si_code,
+                g.ethnicity, g.relation, g.is_student, g.card_group, g.valid_until, %s, %s, %s,
+                d.dob IS NOT NULL OR g.dup_in_registry, %s, %s
+            FROM import_good g LEFT JOIN import_dups d
+                ON d.locality_id = g.locality_id AND d.dob = g.dob AND d.name_ascii = g.name_ascii
+            WHERE g.ctid >= %s::tid {{upper}}
             {{conflict}}
             """
         created = 0
-        for lo in range(0, new, BATCH_ROWS):
-            params = [MemberStatus.SUBMITTED, user.pk, job.pk, now, now, lo, lo + BATCH_ROWS]
+        for lo in range(0, blocks + 1, step):
+            last = lo + step > blocks
+            upper = "" if last else f"AND g.ctid < '({lo + step},0)'::tid"
+            params = [MemberStatus.SUBMITTED, user.pk, job.pk, now, now, f"({lo},0)"]
             try:
                 with transaction.atomic():
-                    cursor.execute(member_sql.format(conflict=""), params)
+                    cursor.execute(member_sql.format(upper=upper, conflict=""), params)
             except IntegrityError:
                 # A personal ID registered meanwhile by someone else: theirs stays.
-                cursor.execute(member_sql.format(conflict="ON CONFLICT (personal_id) DO NOTHING"), params)
+                cursor.execute(member_sql.format(upper=upper, conflict="ON CONFLICT (personal_id) DO NOTHING"), params)
             created += cursor.rowcount
-            progress.done(failed + (good - new) + min(lo + BATCH_ROWS, new), total)
+            done = new if last else min(new, (lo + step) * new // max(blocks, 1))
+            progress.done(failed + (good - new) + done, total)
     # Members already in the registry that the new ones resemble are flagged too.
     cursor.execute(
         f"""
@@ -1079,6 +1109,7 @@ def _import(cursor, job, ctx, fields, path, scan, records, progress) -> dict:
         """
     )
     cursor.execute("DROP TABLE import_good")
+    cursor.execute("DROP TABLE import_dups")
     cursor.execute("DROP TABLE import_hh")
     cursor.execute("DROP TABLE import_communes")
     return {
