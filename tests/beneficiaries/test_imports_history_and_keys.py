@@ -66,7 +66,10 @@ def test_the_declared_references_find_an_orphan_member(officer, thanh_sen):
     with transaction.atomic(), connection.cursor() as cur:
         # The member-side references read the import's working tables; rebuild them from the
         # committed rows with one household id that does not exist.
-        cur.execute("CREATE TEMP TABLE import_hh ON COMMIT DROP AS SELECT id, locality_id, false AS is_new FROM beneficiaries_household")
+        cur.execute(
+            "CREATE TEMP TABLE import_hh ON COMMIT DROP AS"
+            " SELECT id, locality_id, false AS is_new FROM beneficiaries_household"
+        )
         cur.execute("UPDATE import_hh SET id = -1 WHERE id = %s", [member.household_id])
         with pytest.raises(IntegrityError, match="beneficiaries_member.household_id"):
             verify_references(cur, imports._references(job))
