@@ -958,7 +958,7 @@ def _good_sql() -> str:
                 FROM (SELECT DISTINCT name FROM import_val WHERE ok AND is_new) n OFFSET 0) s
           OFFSET 0) f ON f.raw = v.name
     WHERE v.ok AND v.is_new
-    ORDER BY v.pid COLLATE "C"
+    ORDER BY k.id, v.pid COLLATE "C"
     """
 
 
