@@ -176,6 +176,11 @@ FLAG_FIELDS = ("is_poor_commune", "is_ethnic_minority", "is_island_commune", "is
 # SQL need not trim them first (a trim with the Unicode whitespace set costs ≈ 0.2 µs a cell).
 UNTRIMMED = frozenset({"sex", "relation", "poverty_class", *FLAG_FIELDS})
 DATE_FIELDS = ("date_of_birth", "card_valid_until")
+# The columns of import_val (besides flags and reasons) that the later steps read.
+VAL_COLUMNS = (
+    *("row_number", "is_new", "pid", "locality_id", "ref", "name", "dob", "sex_v", "si_code", "ethnicity"),
+    *("relation_v", "card_group", "valid_until", "address", "phone", "poverty_v", "certificate_number", "year_v"),
+)
 # The order in which a row's errors are listed (one error per field at most).
 ERROR_FIELDS = (
     "full_name",
@@ -608,9 +613,19 @@ def _validation_sql(fields: list[str | None], n_columns: int) -> str:
     }
     errors = ", ".join(f"{e[f]} AS e_{f}" for f in ERROR_FIELDS)
     no_error = " AND ".join(f"e_{f} IS NULL" for f in ERROR_FIELDS)
+    # Only what the later steps read is stored: the table is written once and read five
+    # times, and the raw texts and intermediate flags were a third of its width.
+    kept = ", ".join([*VAL_COLUMNS, *(f"{f}_v" for f in FLAG_FIELDS), *(f"e_{f}" for f in ERROR_FIELDS)])
+    # A file without card expiry dates (most lists) skips that join.
+    valid_until = (
+        "d2.text AS card_valid_until, d2.d AS valid_until"
+        if "card_valid_until" in index
+        else "''::text AS card_valid_until, NULL::date AS valid_until"
+    )
+    vu_join = "LEFT JOIN import_dates d2 ON d2.raw = r.card_valid_until_raw" if "card_valid_until" in index else ""
     return f"""
     CREATE TEMP TABLE import_val ON COMMIT DROP AS
-    SELECT y.*, NULL::text AS e_dup, ({no_error}) AS ok
+    SELECT {kept}, NULL::text AS e_dup, ({no_error}) AS ok
     FROM (
         SELECT w.*, {errors}
         FROM (
@@ -630,7 +645,7 @@ def _validation_sql(fields: list[str | None], n_columns: int) -> str:
                 FROM (
                     SELECT r.*,
                         full_name AS name,  -- squashed once per distinct name (`_good_sql`)
-                        d1.text AS date_of_birth, d1.d AS dob, d2.text AS card_valid_until, d2.d AS valid_until,
+                        d1.text AS date_of_birth, d1.d AS dob, {valid_until},
                         {_map_sql("sex", SEX)} AS sex_v,
                         {pid} AS pid, personal_id ~ '^[0-9]+$' AS pid_digits,
                         c.id AS locality_id, c.allowed, c.frozen,
@@ -643,7 +658,7 @@ def _validation_sql(fields: list[str | None], n_columns: int) -> str:
                         WHEN commune_code ~ '^[0-9]+$' AND length(ltrim(commune_code, '0')) <= 9
                         THEN commune_code::bigint END
                     LEFT JOIN import_dates d1 ON d1.raw = r.date_of_birth_raw
-                    LEFT JOIN import_dates d2 ON d2.raw = r.card_valid_until_raw
+                    {vu_join}
                     OFFSET 0
                 ) p
                 OFFSET 0
