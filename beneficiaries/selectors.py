@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
 
 from donors.models import User
 from donors.scopes import locality_filter, user_may_act_on_locality
 
-from .models import Household, ImportJob, Member, MemberTransition, PersonalDataView
+from .models import Household, ImportJob, Member, MemberStatus, MemberTransition, PersonalDataView
 
 FILTER_FIELDS = ("locality", "province", "status", "poverty_class", "is_possible_duplicate", "is_student")
 
@@ -51,8 +52,30 @@ def household_get(*, user: User, pk: int) -> Household:
     return get_object_or_404(household_list(user=user), pk=pk)
 
 
-def member_history(*, member: Member) -> QuerySet[MemberTransition]:
-    return member.transitions.select_related("actor").order_by("at", "id")
+def member_history(*, member: Member) -> list[MemberTransition]:
+    """Every status change, oldest first. An imported member's first entry (∅ → submitted by
+    the import's officer, "imported from <file>, job N") is derived from the member row: the
+    import writes no history row per member (a million more rows and index entries per
+    province list). Every later transition is a stored row."""
+    history = list(member.transitions.select_related("actor").order_by("at", "id"))
+    if member.import_job_id is not None:
+        job = ImportJob.objects.filter(pk=member.import_job_id).only("original_name").first()
+        reason = _("Imported from %(file)s, job %(job)s") % {
+            "file": job.original_name if job else "?",
+            "job": member.import_job_id,
+        }
+        history.insert(
+            0,
+            MemberTransition(
+                member=member,
+                actor=member.submitted_by,
+                at=member.created_at,
+                from_status="",
+                to_status=MemberStatus.SUBMITTED,
+                reason=reason,
+            ),
+        )
+    return history
 
 
 def may_see_personal_data(*, user: User, household: Household) -> bool:

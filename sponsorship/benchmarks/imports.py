@@ -117,6 +117,19 @@ def _cleanup(cursor):
         cursor.execute(f"VACUUM (ANALYZE) {table}")
 
 
+def _backend_cpu() -> float:
+    """CPU seconds used so far by this connection's server process (embedded server only)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(options, out) -> dict:
     from beneficiaries.models import ImportJob, Level, Locality, Member, Scheme
     from beneficiaries.services.imports import LAST_TIMINGS, import_job_run
@@ -140,13 +153,15 @@ def run(options, out) -> dict:
         shape = generate(path, rows, communes, options["seed"])
     with connection.cursor() as cursor:
         _cleanup(cursor)
-    samples, timings = [], {}
+    samples, timings, cpu_samples = [], {}, []
     for _ in range(options["repeat"]):
         with connection.cursor() as cursor:
             _cleanup(cursor)
         job = ImportJob.objects.create(created_by=user, file=relative, original_name="benchmark.csv")
+        cpu0 = _backend_cpu()
         with Stopwatch() as sw:
             job = import_job_run(job_id=job.pk)
+        cpu_samples.append(_backend_cpu() - cpu0)
         if job.status != "done":
             raise SystemExit(f"import failed: {job.error}")
         samples.append(sw.seconds)
@@ -167,6 +182,10 @@ def run(options, out) -> dict:
         "repeat": options["repeat"],
         "import_s_samples": [round(x, 2) for x in samples],
         "import_s": round(seconds, 2),
+        # CPU seconds of the PostgreSQL backend that ran the import (NaN when the server is not
+        # on this machine): on a shared box, the part of the wall time that was the import's.
+        "backend_cpu_s_samples": [round(x, 2) for x in cpu_samples],
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "import_rows_per_s": round(rate),
         "copy_rows_per_s": round(copy),
         "ratio_to_copy": round(rate / copy, 4),
@@ -184,6 +203,8 @@ def rows(figures: dict) -> list[tuple[str, str]]:
         ("Rows in file", f"{figures['rows']:,}"),
         ("Import wall time (s, median)", f"{figures['import_s']:.2f} of {figures['import_s_samples']}"),
         ("Import rows/s", f"{figures['import_rows_per_s']:,}"),
+        ("PostgreSQL backend CPU (s)", f"{figures['backend_cpu_s_samples']}"),
+        ("Load average (1, 5, 15 min)", f"{figures['load_average']}"),
         ("COPY rows/s (same run)", f"{figures['copy_rows_per_s']:,}"),
         ("Import / COPY", f"{figures['ratio_to_copy']:.1%} (goal ≥ 6%)"),
         ("Members created", f"{figures['rows_created']:,}"),

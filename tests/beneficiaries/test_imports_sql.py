@@ -18,6 +18,7 @@ from beneficiaries.services.imports import (
     ERROR_FIELDS,
     FLAG_FIELDS,
     FOLD_SQL,
+    SQUASH_SQL,
     Context,
     _create_communes,
     _create_raw,
@@ -108,8 +109,10 @@ def _sql(raws, ctx, msg):
         _validate(cursor, FIELDS, len(FIELDS), params)
         errors_sql = ", ".join(f"e_{f}" for f in ERROR_FIELDS)
         cursor.execute(
-            f"""SELECT row_number, ok, e_dup, {errors_sql}, locality_id, ref, name, {FOLD_SQL}, dob, sex_v, pid,
-                relation_v, poverty_v, year_v, valid_until, {", ".join(f"{f}_v" for f in FLAG_FIELDS)}
+            # The name is squashed and folded per distinct name when members are written
+            # (`_good_sql`), with the same expressions.
+            f"""SELECT row_number, ok, e_dup, {errors_sql}, locality_id, ref, {SQUASH_SQL}, {FOLD_SQL}, dob, sex_v,
+                pid, relation_v, poverty_v, year_v, valid_until, {", ".join(f"{f}_v" for f in FLAG_FIELDS)}
             FROM import_val ORDER BY row_number""",
             params,
         )

@@ -44,7 +44,7 @@ def test_member_page_shows_the_donors_share_of_a_12_month_card(client, reviewer_
     # 30% of 4.5% × base salary × 12: 379,080 at 2,340,000; 409,860 from 2026-07-01.
     expected = 409_860 if timezone.localdate() >= date(2026, 7, 1) else 379_080
     assert response.context["price"].donor_share_vnd == expected
-    assert response.context["history"].count() == 2
+    assert len(response.context["history"]) == 2
 
 
 def test_reviewer_of_another_province_gets_404_on_the_member_and_household(client, reviewer_ha_noi, member):
