@@ -10,8 +10,12 @@ from donors.models import Role, StaffScope, User
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
+    from django.core.management import call_command
+
     from beneficiaries.localities import localities_are_loaded, localities_load
 
+    # Pages are checked in Vietnamese too; a clean checkout has only the .po catalogues.
+    call_command("compile_translations")
     with django_db_blocker.unblock():
         if not localities_are_loaded():
             localities_load()
