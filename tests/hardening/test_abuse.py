@@ -23,7 +23,9 @@ from .world import PASSWORD, build_world
 
 @pytest.fixture
 def limits(settings):
-    """Tight limits under a fresh key prefix (counters of other runs do not count)."""
+    """Tight limits under a fresh key prefix (counters of other runs do not count). The
+    windows are fixed and aligned (ratelimit.hit): the tests use a day, so that a burst on a
+    slow machine never straddles a window's end (with 60 s windows it sometimes did)."""
 
     def set_limits(**rates):
         settings.CHUNGTAY_RATELIMIT_PREFIX = f"rl-test-{uuid.uuid4().hex[:8]}"
@@ -46,7 +48,7 @@ def _burst(send, limit):
 
 @pytest.mark.django_db
 def test_login_is_rate_limited_per_ip(limits, report):
-    limits(login="3/60")
+    limits(login="3/86400")
     client = Client()
     codes = _burst(lambda i: _login_post(client, f"nobody{i}@x.test", "wrong"), 3)
     assert codes[:3] == [200, 200, 200] and codes[3] == 429, codes
@@ -57,7 +59,7 @@ def test_login_is_rate_limited_per_ip(limits, report):
 
 @pytest.mark.django_db
 def test_signup_is_rate_limited(limits, report):
-    limits(signup="2/60")
+    limits(signup="2/86400")
     client = Client()
     codes = _burst(lambda i: client.post(reverse("donor-signup"), {"email": f"s{i}@x.test"}), 2)
     assert codes[2] == 429 and 429 not in codes[:2], codes
@@ -66,7 +68,7 @@ def test_signup_is_rate_limited(limits, report):
 
 @pytest.mark.django_db
 def test_giving_is_rate_limited_by_form_and_api(limits, make_user, report):
-    limits(donation="2/60")
+    limits(donation="2/86400")
     donor = make_user(Role.DONOR)
     client = Client()
     client.force_login(donor)
@@ -94,7 +96,7 @@ def test_giving_is_rate_limited_by_form_and_api(limits, make_user, report):
 @pytest.mark.django_db
 def test_card_payment_attempts_are_limited(limits, report):
     """Card testing: many card attempts on one account are cut off before Stripe is called."""
-    limits(card="2/60")
+    limits(card="2/86400")
     world = build_world()
     client = Client()
     client.force_login(world.users["donor_a"])
@@ -106,7 +108,7 @@ def test_card_payment_attempts_are_limited(limits, report):
 
 @pytest.mark.django_db
 def test_webhook_is_rate_limited_before_signature_work(limits, report):
-    limits(webhook="3/60")
+    limits(webhook="3/86400")
     client = Client()
     codes = _burst(lambda i: client.post(reverse("stripe-webhook"), data=b"{}", content_type="application/json"), 3)
     assert codes == [400, 400, 400, 429], codes
@@ -293,7 +295,7 @@ def test_personal_data_views_are_listed_for_admins(report):
 def test_behind_the_proxy_the_appended_address_is_the_client(limits, settings):
     """Only the rightmost X-Forwarded-For entry (appended by our proxy) counts: a client that
     sends its own header cannot rotate addresses to dodge the login limit."""
-    limits(login="2/60")
+    limits(login="2/86400")
     settings.CHUNGTAY_RATELIMIT_TRUST_FORWARDED = True
     client = Client()
     codes = [
@@ -312,7 +314,7 @@ def test_behind_the_proxy_the_appended_address_is_the_client(limits, settings):
 def test_the_limiter_fails_open_when_redis_is_unreachable(limits, settings, caplog):
     """A rate limiter must not take the site down with it: with the cache unreachable, logins
     go through (and the outage is logged)."""
-    limits(login="1/60")
+    limits(login="1/86400")
     # Changing CACHES through the settings fixture resets Django's cache handler.
     settings.CACHES = {
         "default": {
