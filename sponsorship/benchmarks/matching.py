@@ -182,6 +182,7 @@ def _create(cur, *, province, n: int, m: int, restricted: float, donor_id: int, 
 PHASES = (
     ("INSERT INTO mfund", "funds"),
     ("UPDATE mfund", "funds"),
+    ("WITH locked AS", "funds"),
     ("INSERT INTO mcand", "candidates"),
     ("INSERT INTO mneed", "price_and_score"),
     ("WITH d AS", "pair"),

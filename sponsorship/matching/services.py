@@ -133,7 +133,7 @@ def score_household(
 
 NEED_COLUMNS = (
     "household_id, member_id, locality_id, grp, premium, state_share, province_share, donor_share, "
-    "ladder_position, schedule_id, rule_ids, score, components"
+    "ladder_position, schedule_id, rule_ids, score, components, hrank"
 )
 
 
@@ -142,7 +142,8 @@ def _create_temp_tables(cur) -> None:
     cur.execute(
         "CREATE TEMP TABLE mneed (household_id bigint, member_id bigint, locality_id bigint, grp text, "
         "premium bigint, state_share bigint, province_share bigint, donor_share bigint, ladder_position int, "
-        "schedule_id bigint, rule_ids text, score numeric, components text, funded boolean DEFAULT false) "
+        "schedule_id bigint, rule_ids text, score numeric, components text, hrank bigint, "
+        "funded boolean DEFAULT false) "
         "ON COMMIT DROP"
     )
     cur.execute(
@@ -187,18 +188,25 @@ hh AS (
     FROM mcand mb JOIN beneficiaries_household h ON h.id = mb.household_id
     JOIN beneficiaries_locality hl ON hl.id = h.locality_id
     GROUP BY mb.household_id, h.poverty_class, h.locality_id, hl.province_id
-), scored AS (
+), components AS (
     SELECT hh.*, COALESCE(cg.gap, 0) AS cgap, COALESCE(pg.gap, 0) AS pgap,
            COALESCE((%(poverty)s::jsonb ->> hh.poverty_class)::numeric, 0) AS poverty
     FROM hh LEFT JOIN mgap cg ON cg.locality_id = hh.locality_id LEFT JOIN mgap pg ON pg.locality_id = hh.province_id
+), scored AS (
+    SELECT c.*, round(%(w_gap)s * c.cgap + %(w_pgap)s * c.pgap + %(w_months)s * c.months + c.poverty
+                      + %(w_wait)s * c.waiting, 3) AS score
+    FROM components c
+), ranked AS (
+    -- The household's place in the priority order (score, then household id), as one integer:
+    -- the pairing sorts by it, and a run's cap is a bound on it.
+    SELECT s.*, row_number() OVER (ORDER BY s.score DESC, s.household_id) AS hrank FROM scored s
 )
 SELECT p.household_id, p.member_id, mb.locality_id, p.grp, p.premium, p.state_share, p.province_share,
-       p.donor_share, p.ladder_position, p.schedule_id, p.rule_ids,
-       round(%(w_gap)s * s.cgap + %(w_pgap)s * s.pgap + %(w_months)s * s.months + s.poverty
-             + %(w_wait)s * s.waiting, 3),
+       p.donor_share, p.ladder_position, p.schedule_id, p.rule_ids, s.score,
        json_build_object('gap', s.cgap, 'province_gap', s.pgap, 'months_uncovered', s.months,
-                         'poverty_class', s.poverty_class, 'waiting_days', s.waiting)::text
-FROM price p JOIN scored s USING (household_id) JOIN mcand mb ON mb.member_id = p.member_id
+                         'poverty_class', s.poverty_class, 'waiting_days', s.waiting)::text,
+       s.hrank
+FROM price p JOIN ranked s USING (household_id) JOIN mcand mb ON mb.member_id = p.member_id
 WHERE p.eligible AND p.donor_share > 0
 """
 
@@ -304,22 +312,46 @@ def end_pass(cur) -> None:
     cur.execute("DROP TABLE IF EXISTS mstage, mstage_key")
 
 
+# What each staged gift has left: its own donor_funds credits in the ledger − its allocations,
+# one grouped sum per side (hash joins for a shard's 100,000 gifts; a correlated subquery per
+# gift took seconds per run at that size, and a capped shard stages its gifts every run).
+AVAIL_SQL = """
+UPDATE mfund f SET avail = COALESCE(l.s, 0) - COALESCE(a.s, 0)
+FROM mfund f2
+LEFT JOIN (SELECT t.donation_id, -SUM(e.amount) AS s FROM sponsorship_ledgerentry e
+           JOIN sponsorship_ledgertransaction t ON t.id = e.transaction_id
+           WHERE e.account = 'donor_funds' AND t.donation_id IN (SELECT donation_id FROM mfund)
+           GROUP BY t.donation_id) l ON l.donation_id = f2.donation_id
+LEFT JOIN (SELECT donation_id, SUM(amount_vnd) AS s FROM sponsorship_allocation
+           WHERE donation_id IN (SELECT donation_id FROM mfund) GROUP BY donation_id) a
+       ON a.donation_id = f2.donation_id
+WHERE f2.donation_id = f.donation_id
+"""
+
+
 def stage_funds(cur, *, province_id: int) -> int:
-    """Lock the gifts that can reach this province (SKIP LOCKED) and compute what each has left."""
+    """The gifts that can reach this province and have money left, row-locked (SKIP LOCKED:
+    a gift another worker is using is left for later), with what each has left.
+
+    What is left is read once without locks, so that gifts already spent are not locked (a
+    row lock writes the row), then again under the lock, which is what counts."""
     cur.execute(
         "INSERT INTO mfund (donation_id, locality_id, loc_level, product, grp, fund, paid_at) "
         "SELECT d.id, d.locality_id, l.level, d.product, d.beneficiary_group, d.fund_key, d.paid_at "
         "FROM sponsorship_donation d LEFT JOIN beneficiaries_locality l ON l.id = d.locality_id "
-        "WHERE d.status = ANY(%s) AND (d.locality_id IS NULL OR l.province_id = %s) "
-        "FOR UPDATE OF d SKIP LOCKED",
+        "WHERE d.status = ANY(%s) AND (d.locality_id IS NULL OR l.province_id = %s)",
         [list(PAID), province_id],
     )
+    cur.execute("ANALYZE mfund")
+    cur.execute(AVAIL_SQL)
+    cur.execute("DELETE FROM mfund WHERE avail <= 0")
     cur.execute(
-        "UPDATE mfund f SET avail = COALESCE((SELECT -SUM(e.amount) FROM sponsorship_ledgerentry e "
-        "  JOIN sponsorship_ledgertransaction t ON t.id = e.transaction_id "
-        "  WHERE t.donation_id = f.donation_id AND e.account = 'donor_funds'), 0) "
-        "- COALESCE((SELECT SUM(a.amount_vnd) FROM sponsorship_allocation a WHERE a.donation_id = f.donation_id), 0)"
+        "WITH locked AS (SELECT d.id FROM sponsorship_donation d WHERE d.id IN (SELECT donation_id FROM mfund) "
+        "  AND d.status = ANY(%s) FOR UPDATE OF d SKIP LOCKED) "
+        "DELETE FROM mfund WHERE donation_id NOT IN (SELECT id FROM locked)",
+        [list(PAID)],
     )
+    cur.execute(AVAIL_SQL)
     cur.execute("DELETE FROM mfund WHERE avail <= 0")
     cur.execute("SELECT COALESCE(SUM(avail), 0) FROM mfund")
     return cur.fetchone()[0]
@@ -342,22 +374,21 @@ WITH d AS (
     WHERE avail > 0 AND {fund_filter} AND product = %(product)s AND grp = %(grp)s
 ), total AS MATERIALIZED (SELECT cls, MAX(hi) AS t FROM d GROUP BY cls),
 n AS (
-    SELECT {need_cls} AS cls, household_id, member_id, donor_share, score, grp FROM mneed
-    WHERE NOT funded AND {need_cls} IN (SELECT cls FROM total)
+    SELECT {need_cls} AS cls, household_id, member_id, donor_share, hrank, grp FROM mneed
+    WHERE NOT funded AND {need_cls} IN (SELECT cls FROM total) {bound}
 ), hh AS (
-    SELECT cls, household_id, MAX(score) AS score, SUM(donor_share)::bigint AS amt,
+    SELECT cls, household_id, MIN(hrank) AS hrank, SUM(donor_share)::bigint AS amt,
            bool_and(%(grp)s = '' OR grp = %(grp)s) AS ok
     FROM n GROUP BY cls, household_id
 ), hhc AS (
-    SELECT cls, household_id, score, amt,
-           (SUM(amt) OVER (PARTITION BY cls ORDER BY score DESC, household_id))::bigint AS hi
+    SELECT cls, household_id, hrank, amt, (SUM(amt) OVER (PARTITION BY cls ORDER BY hrank))::bigint AS hi
     FROM hh WHERE ok
 ), chosen AS MATERIALIZED (
     -- Strict priority: the prefix of households whose whole shares the class's money covers,
     -- at most %(cap)s of them (the run's household cap left): the best-scored across the
     -- batch's classes, which keeps a prefix of each class's order.
     SELECT cls, household_id, amt, hi FROM (
-        SELECT hhc.*, row_number() OVER (ORDER BY hhc.score DESC, hhc.household_id) AS rk
+        SELECT hhc.*, row_number() OVER (ORDER BY hhc.hrank) AS rk
         FROM hhc JOIN total USING (cls) WHERE hhc.hi <= total.t
     ) x WHERE rk <= %(cap)s
 ), counted AS (
@@ -399,6 +430,15 @@ UPDATE mneed SET funded = true WHERE member_id IN (SELECT member_id FROM p)
 """
 
 LOCAL = "locality_id IS NOT NULL AND loc_level IS DISTINCT FROM 'province'"
+
+# A class that may fund every waiting household of the shard (money for the province or for
+# anywhere, no group restriction) funds at most the run's `cap` best-ranked of them: its needs
+# are cut to those before the pairing sorts them, so a capped run's pairing costs what its cap
+# funds, not the whole remaining queue.
+BOUND_SQL = (
+    "AND hrank <= (SELECT MAX(hrank) FROM (SELECT DISTINCT hrank FROM mneed WHERE NOT funded "
+    "ORDER BY hrank LIMIT %(cap)s) top_households)"
+)
 
 
 def _batches(cur, *, product: str) -> list[tuple]:
@@ -446,8 +486,10 @@ def pair(cur, *, product: str, cap: int) -> bool:
         if left <= 0:
             capped = True
             break
+        bound = BOUND_SQL if fund_cls == "0" and params["grp"] == "" else ""
         cur.execute(
-            PAIR_SQL.format(fund_filter=fund_filter, fund_cls=fund_cls, need_cls=need_cls), {**params, "cap": left}
+            PAIR_SQL.format(fund_filter=fund_filter, fund_cls=fund_cls, need_cls=need_cls, bound=bound),
+            {**params, "cap": left},
         )
     else:
         cur.execute("SELECT SUM(households) FROM mcap")
