@@ -297,14 +297,23 @@ class BankStatementLine(models.Model):
     status = models.CharField(max_length=12, choices=LineStatus.choices, default="unmatched")
     donation = models.ForeignKey(Donation, null=True, blank=True, on_delete=models.PROTECT, related_name="lines")
     match_note = models.CharField(max_length=200, blank=True)
+    # Indexed only where set (finance matched by hand): the Celery matcher leaves it NULL.
     matched_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     matched_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["booked_on", "id"]
-        indexes = [models.Index(fields=["status", "id"], name="bankline_status_id")]
+        # Matching rewrites every line it matches (status, gift, note), and such an update
+        # writes a new entry into every index of the table whose predicate the new row meets.
+        # The queue index holds the lines still to handle only (the claim and the unmatched
+        # or ignored lists), the hand-matched index only hand-matched lines: a line matched
+        # by the job lands in neither (migration 0011).
+        indexes = [
+            models.Index(fields=["status", "id"], name="bankline_open_status_id", condition=~Q(status="matched")),
+            models.Index(fields=["matched_by"], name="bankline_matched_by", condition=Q(matched_by__isnull=False)),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=LineStatus.values), name="bankline_status_valid"),
             models.CheckConstraint(
@@ -360,5 +369,5 @@ class Receipt(models.Model):
 
 from .card_models import Card, CardStatus, CardTransition  # noqa: E402,F401  (Django finds models here)
 from .enrollment import models as enrollment_models  # noqa: E402,F401  (enrollment, issue 6)
-from .matching.feature_models import GiftExpiry, Hold, MatchOffer, OfferMatch  # noqa: E402,F401
+from .matching.feature_models import GiftExpiry, Hold, MatchOffer, MatchSettlement, OfferMatch  # noqa: E402,F401
 from .matching.models import Allocation, MatchingRule, MatchingRun, RunStatus  # noqa: E402,F401

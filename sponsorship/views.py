@@ -6,6 +6,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from .health import health_report
+from .money import format_vnd
 
 
 def campaign_progress() -> dict:
@@ -37,7 +38,8 @@ def campaign_progress() -> dict:
             }
         )
     rows.sort(key=lambda r: -r["gap"])
-    money = Donation.objects.filter(status__in=PAID_STATUSES).aggregate(
+    # A business paying its match pledges is not new money: its matched gifts counted already.
+    money = Donation.objects.filter(status__in=PAID_STATUSES, match_settlement__isnull=True).aggregate(
         raised=Sum("amount_received_vnd"), donors=Count("donor", distinct=True)
     )
     return {
@@ -93,6 +95,7 @@ from config.exceptions import ApplicationError  # noqa: E402
 from donors.scopes import is_nationwide  # noqa: E402
 
 from .models import (  # noqa: E402
+    Account,
     Appearance,
     BankStatementLine,
     Discrepancy,
@@ -176,6 +179,71 @@ def communes_waiting(province_id: int) -> list[dict]:
     return [{"id": r["id"], "name": r["name"], "waiting": r["waiting"] if r["waiting"] >= k else None} for r in rows]
 
 
+HOUSEHOLD_SALT = "donate-household"  # the picker's household tokens (no database id in the page)
+PICKER_LIMIT = 20
+
+
+def households_waiting(commune_id: int) -> list[dict]:
+    """The donor's household picker: households of a commune whose approved members still wait
+    for a health-insurance card, with what a donor would give for all of them (12 months), their
+    size and poverty class. Never a name, personal ID, address or database id (an opaque signed
+    token identifies the household for the hold). A commune with fewer waiting people than
+    ENROLLMENT_PUBLIC_MIN_CELL shows none: a single household there could be recognised."""
+    from datetime import date as _date
+
+    from django.core import signing
+
+    from beneficiaries import pricing
+    from beneficiaries.models import Household, MemberStatus, PovertyClass
+    from beneficiaries.models import Member as _Member
+
+    from .card_models import LIVE_STATUSES, Card
+
+    covered = Card.objects.filter(status__in=LIVE_STATUSES, product=Product.HI_HOUSEHOLD).values("member_id")
+    waiting = list(
+        _Member.objects.filter(status=MemberStatus.APPROVED, locality_id=commune_id)
+        .exclude(pk__in=covered)
+        .order_by("household_id", "id")
+    )
+    if len(waiting) < settings.ENROLLMENT_PUBLIC_MIN_CELL:
+        return []
+    by_household: dict[int, list] = {}
+    for m in waiting:
+        by_household.setdefault(m.household_id, []).append(m)
+    households = Household.objects.in_bulk(list(by_household)[: PICKER_LIMIT * 2])
+    rows = []
+    for hh_id, hh in households.items():
+        try:
+            price = pricing.price_household(household=hh, months=12, on_date=_date.today(), members=by_household[hh_id])
+        except ApplicationError:
+            continue
+        share = sum(p.donor_share_vnd for _m, p in price.lines if p.eligible)
+        if share <= 0:
+            continue  # the state pays their whole card: nothing for a donor to do
+        rows.append(
+            {
+                "token": signing.dumps(hh_id, salt=HOUSEHOLD_SALT),
+                "size": len(by_household[hh_id]),
+                "poverty_class": str(PovertyClass(hh.poverty_class).label),
+                "share_vnd": share,
+                "_order": (hh.created_at, hh_id),
+            }
+        )
+    rows.sort(key=lambda r: r.pop("_order"))  # waiting longest first
+    return rows[:PICKER_LIMIT]
+
+
+def household_from_token(token: str):
+    from django.core import signing
+
+    from beneficiaries.models import Household
+
+    try:
+        return Household.objects.select_related("locality").get(pk=signing.loads(token, salt=HOUSEHOLD_SALT))
+    except (signing.BadSignature, Household.DoesNotExist, TypeError, ValueError):
+        return None
+
+
 class DonateForm(forms.Form):
     province = ProvinceChoice(
         label=_("Where"),
@@ -203,6 +271,9 @@ class DonateForm(forms.Form):
     amount_vnd = forms.IntegerField(label=_("…or an amount (VND)"), required=False, min_value=1)
     method = forms.ChoiceField(label=_("How do you pay?"), choices=Method.choices, widget=forms.RadioSelect)
     appearance = forms.ChoiceField(label=_("Appear as"), choices=Appearance.choices, initial=Appearance.NAMED)
+    # Optional: one household of the chosen commune (an opaque token from donate-households).
+    household = forms.CharField(label=_("A household (optional)"), required=False, widget=forms.Select)
+    has_redirect_consent = forms.BooleanField(required=False)
     idempotency_key = forms.CharField(widget=forms.HiddenInput)
 
     def __init__(self, *args, **kwargs):
@@ -210,6 +281,11 @@ class DonateForm(forms.Form):
         self.fields["province"].gaps = public_figures("province-gaps", _province_gaps)
         # The commune list is filled in the browser from the chosen province (donate-communes).
         self.fields["commune"].widget.choices = [("", self.fields["commune"].empty_label)]
+        # So is the household list, from the chosen commune (donate-households).
+        self.fields["household"].widget.choices = [("", _("Any household of the commune"))]
+        self.fields["has_redirect_consent"].label = _(
+            "If my money is not matched within %(days)s days, it may go where most needed."
+        ) % {"days": settings.CHUNGTAY_UNMATCHED_EXPIRY_DAYS}
 
     def clean(self):
         v = super().clean()
@@ -220,6 +296,14 @@ class DonateForm(forms.Form):
             raise forms.ValidationError(_("Give an amount or a number of people, not both."))
         if not v.get("cards_count") and not v.get("amount_vnd"):
             raise forms.ValidationError(_("Enter a number of people or an amount."))
+        v["household_obj"] = None
+        if v.get("household"):
+            household = household_from_token(v["household"])
+            if household is None or not commune or household.locality_id != commune.pk:
+                raise forms.ValidationError(_("Choose a household of the chosen commune."))
+            if (v.get("product") or Product.HI_HOUSEHOLD) != Product.HI_HOUSEHOLD:
+                raise forms.ValidationError(_("A household can be chosen for health-insurance cards only."))
+            v["household_obj"] = household
         return v
 
 
@@ -258,6 +342,21 @@ def donate(request):
                     form.add_error(None, _("The price is not known today; give an amount instead."))
                 else:
                     amount = v["cards_count"] * price["share"]
+            household = v["household_obj"]
+            if household is not None and not form.errors:
+                try:
+                    share = _household_share(household)
+                except ApplicationError as exc:
+                    form.add_error(None, exc.message)
+                else:
+                    if v["cards_count"]:
+                        amount = share  # "the household" is the count: all its waiting members
+                    elif amount < share:
+                        form.add_error(
+                            None,
+                            _("This household's cards need %(share)s; give at least that, or choose no household.")
+                            % {"share": format_vnd(share)},
+                        )
             if not form.errors:
                 try:
                     donation, _created = donation_create(
@@ -268,7 +367,12 @@ def donate(request):
                         product=v["product"],
                         appearance=v["appearance"],
                         idempotency_key=v["idempotency_key"],
+                        has_redirect_consent=v["has_redirect_consent"],
                     )
+                    if household is not None:
+                        from .matching import holds
+
+                        holds.hold_pick_household(donation=donation, household=household, by=request.user)
                 except ApplicationError as exc:
                     form.add_error(None, exc.message)
                 else:
@@ -337,6 +441,29 @@ def donate_communes(request, province_id):
     return JsonResponse({"communes": communes_waiting(province_id)})
 
 
+@login_required
+@require_GET
+def donate_households(request, commune_id):
+    """JSON for the sponsor page's household picker: size, poverty class and the donor's share
+    of each waiting household, never personal data (see households_waiting)."""
+    rows = households_waiting(commune_id)
+    for r in rows:
+        r["share"] = format_vnd(r["share_vnd"])
+        r["poverty_class"] = str(r["poverty_class"])
+    return JsonResponse({"households": rows})
+
+
+def _household_share(household) -> int:
+    """What a donor gives for all of the household's waiting members (12 months), as the picker
+    showed it."""
+    from django.core import signing
+
+    for r in households_waiting(household.locality_id):
+        if signing.loads(r["token"], salt=HOUSEHOLD_SALT) == household.pk:
+            return r["share_vnd"]
+    raise ApplicationError(_("This household is no longer waiting; choose another."), code="household_gone")
+
+
 @never_cache
 @login_required
 @require_GET
@@ -402,10 +529,14 @@ def finance_home(request):
                     % {"new": st.lines_new, "total": st.lines_total},
                 )
                 return redirect("finance-home")
+    from .matching import settlement
+
     trial = ledger.trial_balance()
     ctx = {
+        "match_pledges": settlement.outstanding_by_business(),
         "form": form,
-        "trial": [(k, v) for k, v in trial.items()],
+        # (label in the active language, code, signed balance) — finance reads both.
+        "trial": [(Account(k).label if k in Account.values else k, k, v) for k, v in trial.items()],
         "trial_sum": sum(trial.values()),
         "funds": sorted(ledger.fund_balances().items()),
         "alarms": LedgerAlarm.objects.filter(resolved_at=None)[:50],

@@ -159,7 +159,10 @@ def _apply_row(row: dict, by) -> tuple[str, str, int | None]:
         .first()
     )
     extra = {"renewal_of": previous} if previous and card.renewal_of_id is None else {}
-    card_transition(
+    # Locked before the move, so only the import that enrols the card counts its months of
+    # voluntary-SI support (a concurrent or repeated import finds it enrolled already).
+    was = Card.objects.select_for_update().values_list("status", flat=True).get(pk=card_id)
+    card = card_transition(
         card_id=card_id,
         to=CardStatus.ENROLLED,
         by=by,
@@ -169,6 +172,10 @@ def _apply_row(row: dict, by) -> tuple[str, str, int | None]:
         valid_to=valid_to,
         **extra,
     )
+    if was != CardStatus.ENROLLED:
+        from .vsi_support import vsi_support_months_record
+
+        vsi_support_months_record(card=card)
     if previous:
         card_transition(card_id=previous.pk, to=CardStatus.RENEWED, by=by, reason=f"renewed by card {card_id}")
     return "enrolled", "", card_id

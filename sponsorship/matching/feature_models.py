@@ -130,13 +130,45 @@ class OfferMatch(models.Model):
     source = models.ForeignKey("sponsorship.Donation", on_delete=models.PROTECT, related_name="offer_matches")
     matched = models.OneToOneField("sponsorship.Donation", on_delete=models.PROTECT, related_name="matched_from")
     amount_vnd = models.BigIntegerField(_("amount (VND)"))
+    # Given back when the gift it matched was refunded or lost in a dispute (offers.py,
+    # `match_shrink`): the business owes amount − returned, and the cap gets it back.
+    returned_vnd = models.BigIntegerField(_("given back (VND)"), default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["offer", "source"], name="offermatch_once_per_gift"),
             models.CheckConstraint(condition=Q(amount_vnd__gt=0), name="offermatch_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(returned_vnd__gte=0) & Q(returned_vnd__lte=models.F("amount_vnd")),
+                name="offermatch_returned_within_amount",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.offer_id}: {self.source_id} → {self.matched_id}"
+
+    @property
+    def current_vnd(self) -> int:
+        return self.amount_vnd - self.returned_vnd
+
+
+class MatchSettlement(models.Model):
+    """A business paying what its offer owes (match pledges), by bank transfer (VietQR, found by
+    the statement matching) or by card (Stripe). The payment itself is an ordinary gift row
+    (`donation`: the business's, unrestricted, with its own reference), so the existing bank
+    and Stripe paths take it unchanged; matching/settlement.py then moves its money from
+    donor_funds to match_pledges. Money beyond what the offer owed stays a gift of the
+    business "where most needed"."""
+
+    offer = models.ForeignKey(MatchOffer, on_delete=models.PROTECT, related_name="settlements")
+    donation = models.OneToOneField("sponsorship.Donation", on_delete=models.PROTECT, related_name="match_settlement")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("match pledge settlement")
+        verbose_name_plural = _("match pledge settlements")
+
+    def __str__(self) -> str:
+        return f"{self.offer_id}: {self.donation_id}"

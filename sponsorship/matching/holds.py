@@ -65,6 +65,25 @@ def hold_create(*, donation, household=None, locality=None, by=None) -> Hold:
     )
 
 
+@transaction.atomic
+def hold_pick_household(*, donation, household, by) -> Hold:
+    """The donor picked one household of the commune on the sponsor page: it replaces the
+    commune hold the pledge took when it was created (`pledge_created`), so the holder's money
+    funds that household first. Idempotent (a resubmitted form returns the same hold); a pledge
+    that already holds another household keeps it (one active hold per pledge)."""
+    from ..models import Donation
+
+    donation = Donation.objects.select_for_update().get(pk=donation.pk)
+    if donation.donor_id != by.pk:
+        raise Http404
+    current = Hold.objects.filter(donation=donation, status=HoldStatus.ACTIVE).first()
+    if current is not None and current.household_id is None:
+        Hold.objects.filter(pk=current.pk, status=HoldStatus.ACTIVE).update(
+            status=HoldStatus.RELEASED, ended_at=timezone.now()
+        )
+    return hold_create(donation=donation, household=household, by=by)
+
+
 def pledge_created(donation) -> Hold | None:
     """A pledge restricted to a commune holds that commune's top needs up to its amount."""
     from beneficiaries.models import Level

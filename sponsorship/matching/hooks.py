@@ -19,10 +19,15 @@ def money_recomputed(donation) -> None:
     """A gift's money changed (locked row, inside the caller's transaction). Money lost to a
     refund or dispute un-matches what it paid for; cleared money starts the gift's match
     offers and a matching run after commit."""
-    from . import offers, triggers, unmatch
+    from . import offers, settlement, triggers, unmatch
 
+    # A business settling its match pledges: its money goes on to match_pledges (first, so
+    # what the gift still has is right when release_excess reads it).
+    settlement.settlement_sync(donation=donation)
     if donation.status in LOSS_STATUSES:
         unmatch.release_excess(donation=donation)
+        # A gift that was matched by an offer shrinks its match in proportion.
+        offers.matches_shrink(source=donation)
     if donation.amount_received_vnd > 0:
         offers.gift_cleared(donation_ids=[donation.pk])
         triggers.money_cleared(donation_ids=[donation.pk])
@@ -30,9 +35,10 @@ def money_recomputed(donation) -> None:
 
 def gifts_paid(donation_ids) -> None:
     """Bulk payment paths: these gifts received money (inside the caller's transaction)."""
-    from . import offers, triggers
+    from . import offers, settlement, triggers
 
     ids = list(donation_ids)
+    settlement.settlements_paid(ids)
     offers.gift_cleared(donation_ids=ids)
     triggers.money_cleared(donation_ids=ids)
 

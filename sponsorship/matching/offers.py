@@ -25,7 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ..models import METHOD_MATCH, Account, Appearance, Donation, DonationStatus
-from ..services.donations import new_reference
+from ..services.donations import new_reference, transition
 from ..services.ledger import credit, debit, ledger_post
 from .feature_models import MatchOffer, OfferMatch
 
@@ -60,6 +60,8 @@ def gift_cleared(*, donation_ids) -> None:
 def _applies(offer: MatchOffer, gift: Donation, locality_ids: set[int]) -> bool:
     if gift.donor_id == offer.business_id or gift.method == METHOD_MATCH:
         return False
+    if hasattr(gift, "match_settlement"):
+        return False  # a business paying its pledges is not a gift to match
     if not locality_ids:
         return True
     if gift.locality_id is None:
@@ -141,12 +143,58 @@ def offers_apply(*, donation_ids=None, limit: int = 500) -> int:
         # Filtered in SQL as far as possible, so a batch never fills up with gifts the offer
         # cannot match (the sweep would otherwise stall on them).
         gifts = gifts.exclude(offer_matches__offer=offer).exclude(donor=offer.business_id)
-        gifts = gifts.exclude(donor__donor_profile__kind="business")
+        gifts = gifts.exclude(donor__donor_profile__kind="business").filter(match_settlement__isnull=True)
         if localities:
             gifts = gifts.filter(Q(locality_id__in=localities) | Q(locality__province_id__in=localities))
-        gifts = gifts.select_related("locality", "donor__donor_profile")
+        gifts = gifts.select_related("locality", "donor__donor_profile", "match_settlement")
         for gift in gifts.order_by("paid_at", "id")[:limit]:
             if _applies(offer, gift, localities) and _is_individual(gift):
                 if offer_match_gift(offer=offer, gift=gift):
                     made += 1
     return made
+
+
+def matches_shrink(*, source: Donation) -> list[OfferMatch]:
+    """A matched gift lost money (refund, partial refund, dispute lost; `source` is locked by
+    the payment path): each match it produced shrinks in proportion. For what is given back:
+    the offer's cap share (`used_vnd`) returns, the ledger reverses the pledge
+    (Dr donor_funds[the matched gift's fund] / Cr match_pledges, kind `match_reduced`,
+    attributed to the matched gift), and the matched gift's cards are un-matched by the same
+    rules as for any refund (unmatch.release_excess: cards not sent go back to the queue, sent
+    ones are flagged). The target is recomputed from the ledger (the gift's money now × ratio,
+    never above the original match), so the same refund event twice gives back nothing more.
+    A match never grows back (a dispute won later does not retake the cap). Returns the
+    matches that shrank."""
+    from . import unmatch
+
+    shrunk = []
+    money = max(unmatch.gift_cleared_money(source.pk), 0)
+    for m in OfferMatch.objects.select_for_update().filter(source=source).select_related("offer").order_by("pk"):
+        target = min(m.amount_vnd, int((Decimal(money) * m.offer.ratio).to_integral_value(rounding=ROUND_DOWN)))
+        delta = (m.amount_vnd - m.returned_vnd) - target
+        if delta <= 0:
+            continue
+        with connection.cursor() as cur:
+            cur.execute("UPDATE sponsorship_matchoffer SET used_vnd = used_vnd - %s WHERE id = %s", [delta, m.offer_id])
+        m.returned_vnd += delta
+        m.save(update_fields=["returned_vnd"])
+        matched = Donation.objects.select_for_update().get(pk=m.matched_id)
+        ledger_post(
+            # Keyed by the total given back so far: it only grows, so each step has its own key.
+            key=f"match_reduced:{m.pk}:{m.returned_vnd}",
+            kind="match_reduced",
+            donation=matched,
+            memo=f"{m.offer.name}: {source.reference} lost money ({source.status})",
+            entries=[debit(Account.DONOR_FUNDS, delta, matched.fund_key), credit(Account.MATCH_PLEDGES, delta)],
+        )
+        matched.amount_refunded_vnd = m.returned_vnd
+        full = m.returned_vnd >= matched.amount_received_vnd
+        transition(
+            matched,
+            DonationStatus.REFUNDED if full else DonationStatus.PARTIALLY_REFUNDED,
+            f"matched gift {source.reference} lost money",
+        )
+        matched.save(update_fields=["amount_refunded_vnd", "status"])
+        unmatch.release_excess(donation=matched)
+        shrunk.append(m)
+    return shrunk

@@ -14,7 +14,7 @@ import functools
 import logging
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 logger = logging.getLogger("sponsorship.matching")
 
@@ -88,9 +88,15 @@ def request_match_all() -> bool:
 
 def _request_for_donations(ids) -> None:
     """The shards a gift's money can reach: its locality's province; unrestricted money: all."""
-    from ..models import Donation
-
-    rows = list(Donation.objects.filter(pk__in=ids).values_list("locality__province_id", flat=True))
+    # One row per province, and `= ANY(array)`: a statement batch passes 20,000 ids, which
+    # `pk__in` sends as 20,000 parameters (0.26 s per batch against 0.05 s).
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT DISTINCT l.province_id FROM sponsorship_donation d "
+            "LEFT JOIN beneficiaries_locality l ON l.id = d.locality_id WHERE d.id = ANY(%s)",
+            [list(ids)],
+        )
+        rows = [p for (p,) in cur.fetchall()]
     if any(p is None for p in rows):
         request_match_all()
     request_match({p for p in rows if p})
@@ -105,15 +111,19 @@ def money_cleared(*, donation_ids) -> None:
 
 def members_approved(*, member_ids) -> None:
     """These members were approved: match their provinces after commit."""
-    from beneficiaries.models import Member
-
     ids = list(member_ids)
     if ids:
-        transaction.on_commit(
-            lambda: request_match(
-                Member.objects.filter(pk__in=ids).values_list("locality__province_id", flat=True).distinct()
-            )
+        transaction.on_commit(lambda: request_match(_provinces_of_members(ids)))
+
+
+def _provinces_of_members(ids) -> list[int]:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT DISTINCT l.province_id FROM beneficiaries_member m "
+            "JOIN beneficiaries_locality l ON l.id = m.locality_id WHERE m.id = ANY(%s)",
+            [list(ids)],
         )
+        return [p for (p,) in cur.fetchall() if p]
 
 
 def provinces_changed(province_ids) -> None:

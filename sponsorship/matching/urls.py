@@ -8,4 +8,5 @@ urlpatterns = [
     path("flagged/", views.flagged_page, name="matching-flagged"),
     path("unmatched/<uuid:token>/", views.unmatched_money_page, name="matching-unmatched"),
     path("offers/", views.my_offers_page, name="matching-my-offers"),
+    path("offers/<int:offer_id>/settle/", views.offer_settle, name="matching-offer-settle"),
 ]

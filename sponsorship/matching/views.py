@@ -3,6 +3,7 @@
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
 from donors.scopes import is_nationwide
 
@@ -61,6 +62,45 @@ def unmatched_money_page(request, token):
 
 @login_required
 def my_offers_page(request):
-    """A business donor sees its match offers: cap, used, and the gifts matched (amount,
-    commune, date; never who gave them)."""
-    return render(request, "sponsorship/matching/offers.html", {"offers": selectors.business_offers(user=request.user)})
+    """A business donor sees its match offers: cap, used, the gifts matched (amount, commune,
+    date; never who gave them), what each offer owes and its settlements, with a form to pay."""
+    import uuid
+
+    from . import settlement
+
+    offers = list(selectors.business_offers(user=request.user))
+    owed = settlement.offers_owed([o.pk for o in offers])
+    for o in offers:
+        o.money = owed[o.pk]
+        o.credit = max(-o.money["owed"], 0)
+        o.settlement_rows = list(settlement.offer_settlements(offer=o))
+        o.surplus = sum(max(s.received - s.donation.amount_vnd, 0) for s in o.settlement_rows)
+    return render(request, "sponsorship/matching/offers.html", {"offers": offers, "idempotency_key": uuid.uuid4().hex})
+
+
+@login_required
+@require_POST
+def offer_settle(request, offer_id):
+    """POST: the business pays (part of) what an offer owes, by bank transfer or card; the
+    payment page of that pledge follows. Another business's offer is a 404."""
+    from django.contrib import messages
+
+    from config.exceptions import ApplicationError
+
+    from . import settlement
+    from .feature_models import MatchOffer
+
+    offer = get_object_or_404(MatchOffer, pk=offer_id, business=request.user)
+    raw = request.POST.get("amount_vnd", "").strip()
+    try:
+        s = settlement.settlement_create(
+            offer=offer,
+            by=request.user,
+            method=request.POST.get("method", ""),
+            amount_vnd=int(raw) if raw else None,
+            idempotency_key=request.POST.get("idempotency_key", "")[:100],
+        )
+    except (ApplicationError, ValueError) as exc:
+        messages.error(request, getattr(exc, "message", str(exc)))
+        return redirect("matching-my-offers")
+    return redirect("donate-pay", public_id=s.donation.public_id)

@@ -10,6 +10,10 @@ Accounts and flows:
     refund settled   Dr refunds R, Cr stripe_clearing R
     dispute lost     Dr donor_funds[fund] D, Cr stripe_clearing D (reinstated: the reverse)
     allocation       Dr donor_funds[fund] X, Cr allocated_to_cards[fund] X   (matching issue)
+    match pledged    Dr match_pledges M, Cr donor_funds[fund] M               (matching/offers.py)
+    match reduced    Dr donor_funds[fund] R, Cr match_pledges R   (the matched gift was refunded)
+    match settled    Dr donor_funds[*] S, Cr match_pledges S      (after the settlement's gift is
+                     paid: net Dr bank/stripe_clearing, Cr match_pledges; matching/settlement.py)
     remittance       Dr allocated_to_cards[fund] X, Cr remitted_to_agency X  (matching issue)
 """
 
@@ -87,32 +91,83 @@ def ledger_post(*, key: str, entries: Iterable[Entry], memo: str = "", kind: str
     return tx, True
 
 
+# The transactions' ids are drawn from their sequence up front (src is materialised once), so
+# the entries take them from src instead of joining the inserted rows back by key.
 _TRANSFERS_SQL = """
-WITH src AS (
-    SELECT * FROM unnest(%(keys)s::text[], %(donations)s::bigint[], %(memos)s::text[], %(funds)s::text[],
+WITH src AS MATERIALIZED (
+    SELECT nextval(%(sequence)s::regclass) AS id, s.*
+    FROM unnest(%(keys)s::text[], %(donations)s::bigint[], %(memos)s::text[], %(funds)s::text[],
         %(amounts)s::bigint[]) AS s(key, donation_id, memo, fund, amount)
 ), tx AS (
-    INSERT INTO sponsorship_ledgertransaction (key, kind, memo, donation_id, created_at)
-    SELECT key, %(kind)s, memo, donation_id, now() FROM src
-    RETURNING id, key
+    INSERT INTO sponsorship_ledgertransaction (id, key, kind, memo, donation_id, created_at)
+    SELECT id, key, %(kind)s, memo, donation_id, now() FROM src
+    RETURNING donation_id
+), entries AS (
+    INSERT INTO sponsorship_ledgerentry (transaction_id, account, fund, amount)
+    SELECT src.id, x.account, x.fund, x.amount
+    FROM src
+    CROSS JOIN LATERAL (VALUES (%(debit)s, CASE WHEN %(debit_fund)s THEN src.fund ELSE '' END, src.amount),
+                               (%(credit)s, CASE WHEN %(credit_fund)s THEN src.fund ELSE '' END, -src.amount))
+        AS x(account, fund, amount)
+    RETURNING transaction_id
 )
-INSERT INTO sponsorship_ledgerentry (transaction_id, account, fund, amount)
-SELECT tx.id, x.account, x.fund, x.amount
-FROM src JOIN tx ON tx.key = src.key
-CROSS JOIN LATERAL (VALUES (%(debit)s, CASE WHEN %(debit_fund)s THEN src.fund ELSE '' END, src.amount),
-                           (%(credit)s, CASE WHEN %(credit_fund)s THEN src.fund ELSE '' END, -src.amount))
-    AS x(account, fund, amount)
+SELECT (SELECT array_agg(DISTINCT donation_id) FROM tx), (SELECT array_agg(DISTINCT transaction_id) FROM entries)
 """
 
 
-def post_transfers(*, kind: str, debit_account: str, credit_account: str, rows: list[tuple]) -> int:
+_SEQUENCES: dict[str, str] = {}
+
+
+def _transaction_id_sequence(cur) -> str:
+    """The sequence behind LedgerTransaction.id (named once per process: a constant in the
+    statement, so nextval needs no catalog lookup per row)."""
+    from django.db import connection
+
+    alias = connection.settings_dict["NAME"]
+    if alias not in _SEQUENCES:
+        cur.execute("SELECT pg_get_serial_sequence('sponsorship_ledgertransaction', 'id')")
+        _SEQUENCES[alias] = cur.fetchone()[0]
+    return _SEQUENCES[alias]
+
+
+@dataclass(frozen=True)
+class Transfers:
+    """What `post_transfers` wrote: the foreign-key values of its rows, as written (RETURNING),
+    so that a caller skipping the per-row FK triggers can declare them (config/bulk_fk.py)."""
+
+    count: int
+    donation_ids: list[int]  # sponsorship_ledgertransaction.donation_id
+    transaction_ids: list[int]  # sponsorship_ledgerentry.transaction_id
+
+    def references(self) -> list:
+        """Every foreign key of the two ledger tables, for `set_based_fk_checks`."""
+        from config.bulk_fk import Reference
+
+        return [
+            Reference(
+                column="sponsorship_ledgertransaction.donation_id",
+                parent="sponsorship_donation",
+                ids_sql="SELECT unnest(%s::bigint[])",
+                params=[self.donation_ids],
+            ),
+            Reference(
+                column="sponsorship_ledgerentry.transaction_id",
+                parent="sponsorship_ledgertransaction",
+                ids_sql="SELECT unnest(%s::bigint[])",
+                params=[self.transaction_ids],
+            ),
+        ]
+
+
+def post_transfers(*, kind: str, debit_account: str, credit_account: str, rows: list[tuple]) -> Transfers:
     """Bulk form of `ledger_post` for many two-leg movements of one kind (statement lines):
     rows are (key, donation id, memo, fund, amount > 0); each becomes its own transaction
     `Dr debit_account amount / Cr credit_account amount` (the fund on the side that is a fund
-    account), all in two SQL statements inside the caller's DB transaction. Each balances by
+    account), all in one SQL statement inside the caller's DB transaction. Each balances by
     construction and the deferred balance trigger still checks them at commit. Keys must be
     new: a used key raises IntegrityError and the caller's transaction rolls back (callers
-    claim their rows first, so a retry never reaches here twice). Returns the count."""
+    claim their rows first, so a retry never reaches here twice). Returns the count and the
+    foreign-key values written (`Transfers.references()`)."""
     from django.db import connection
 
     for account in (debit_account, credit_account):
@@ -120,7 +175,7 @@ def post_transfers(*, kind: str, debit_account: str, credit_account: str, rows: 
             raise ApplicationError(f"Unknown ledger account {account!r}.", code="ledger_account")
     fund_side = {a: a in FUND_ACCOUNTS for a in (debit_account, credit_account)}
     if not rows:
-        return 0
+        return Transfers(0, [], [])
     for key, _donation, _memo, fund, amount in rows:
         if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
             raise ApplicationError(f"Ledger amounts are positive integer VND ({key}).", code="ledger_not_integer")
@@ -137,13 +192,15 @@ def post_transfers(*, kind: str, debit_account: str, credit_account: str, rows: 
                 "funds": list(cols[3]),
                 "amounts": list(cols[4]),
                 "kind": kind,
+                "sequence": _transaction_id_sequence(cur),
                 "debit": debit_account,
                 "credit": credit_account,
                 "debit_fund": fund_side[debit_account],
                 "credit_fund": fund_side[credit_account],
             },
         )
-    return len(rows)
+        donation_ids, transaction_ids = cur.fetchone()
+    return Transfers(len(rows), [d for d in donation_ids or [] if d is not None], transaction_ids or [])
 
 
 def _assert_same(tx: LedgerTransaction, cleaned: list[Entry]) -> None:
@@ -185,7 +242,8 @@ def check_invariants() -> list[tuple[str, str]]:
     """Return broken invariants as (check name, message); empty when the books are right.
 
     1. every transaction balances; 2. donor funds = received − allocated − refunded − disputed
-    (recomputed from transaction kinds); 3. no fund or credit-normal account is negative,
+    − match pledges settled (a business paying its matches: money that went on to match_pledges)
+    − match pledges settled (recomputed from transaction kinds); 3. no fund or credit-normal account is negative,
     no clearing account below zero.
 
     The checks are several queries: outside a transaction they run in one REPEATABLE READ
@@ -219,8 +277,17 @@ def _check_invariants() -> list[tuple[str, str]]:
         .annotate(s=Sum("amount"))
         .values_list("transaction__kind", "s")
     )
-    # "match_pledged": a business's match of a gift (matching/offers.py) is money received.
-    received = -(by_kind.get("card_paid", 0) + by_kind.get("bank_paid", 0) + by_kind.get("match_pledged", 0))
+    # "match_pledged": a business's match of a gift (matching/offers.py) is money received;
+    # "match_reduced" gives part of it back when the matched gift was refunded or disputed.
+    received = -(
+        by_kind.get("card_paid", 0)
+        + by_kind.get("bank_paid", 0)
+        + by_kind.get("match_pledged", 0)
+        + by_kind.get("match_reduced", 0)
+    )
+    # "match_settled": a business's payment of its match pledges (matching/settlement.py) came
+    # in as a gift (card_paid / bank_paid) and moved on to match_pledges: it is not donor money.
+    settled = by_kind.get("match_settled", 0)
     # A card the agency rejects, or one un-matched after a refund (matching/unmatch.py), gives
     # its allocation back ("reject", "unmatch"): allocated is net of that.
     allocated = by_kind.get("allocation", 0) + by_kind.get("reject", 0) + by_kind.get("unmatch", 0)
@@ -229,13 +296,14 @@ def _check_invariants() -> list[tuple[str, str]]:
     funds = natural_balance(Account.DONOR_FUNDS)
     known = {"card_paid", "bank_paid", "allocation", "reject", "refund", "dispute", "dispute_reinstated"}
     known |= {"match_pledged", "unmatch", "redirect"}  # matching features; "redirect" nets to zero
+    known |= {"match_reduced", "match_settled"}
     other = sum(v for k, v in by_kind.items() if k not in known)
-    if other or funds != received - allocated - refunded - disputed:
+    if other or funds != received - allocated - refunded - disputed - settled:
         problems.append(
             (
                 "funds_equation",
                 f"donor funds {funds} ≠ received {received} − allocated {allocated} − refunded {refunded}"
-                f" − disputed {disputed} (unexplained {other})",
+                f" − disputed {disputed} − settled pledges {settled} (unexplained {other})",
             )
         )
     for account in (Account.DONOR_FUNDS, Account.ALLOCATED_TO_CARDS):

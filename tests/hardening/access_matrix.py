@@ -135,6 +135,14 @@ MATRIX: list[Row] = [
         "Y Y Y Y Y Y Y Y Y Y",
         kwargs=lambda w: {"province_id": w.province_x.pk},
     ),
+    # The household picker (size, class, share; no personal data): for signed-in donors.
+    Row(
+        "donate-households",
+        "donate-households",
+        "GET",
+        "N Y Y Y Y Y Y Y Y Y",
+        kwargs=lambda w: {"commune_id": w.commune_x.pk},
+    ),
     Row("enrollment-gift-trace", "enrollment-gift-trace", "GET", "N Y N N N N N N Y Y", kwargs=_gift),
     Row("stripe-webhook", "stripe-webhook", "POST", "Y Y Y Y Y Y Y Y Y Y"),  # signature decides: 400
     # --- Registry pages (staff; objects outside the scope are 404) ------------------------------
@@ -175,6 +183,15 @@ MATRIX: list[Row] = [
     Row("matching-flagged", "matching-flagged", "GET", "N N N N N N N N Y Y"),
     # Any signed-in person sees their own match offers (none, unless a business made one).
     Row("matching-my-offers", "matching-my-offers", "GET", "N Y Y Y Y Y Y Y Y Y"),
+    # Settling an offer's pledges: the offer's business only (anyone else's is a 404).
+    Row(
+        "matching-offer-settle",
+        "matching-offer-settle",
+        "POST",
+        "N N N Y N N N N N N",
+        kwargs=lambda w: {"offer_id": w.offer.pk},
+        data=lambda w, r: {"method": "bank", "amount_vnd": "100000", "idempotency_key": f"matrix-{r}"},
+    ),
     # A refund offer for unmatched money is its donor's alone (another donor's token is a 404).
     Row(
         "matching-unmatched",

@@ -79,6 +79,7 @@ class World:
     member: Member | None = None
     gift: Donation | None = None
     expiry: object = None  # a refund offer on part of the gift's money (matching's GiftExpiry)
+    offer: object = None  # the business's match offer (switched off: it matches nothing here)
     card: Card | None = None
     batch: object = None
     import_job: ImportJob | None = None
@@ -162,6 +163,13 @@ def build_world() -> World:
 
     w.expiry = GiftExpiry.objects.create(
         donation=w.gift, outcome="refund_offered", amount_vnd=100_000, reason="unmatched after 60 days"
+    )
+    from django.utils import timezone
+
+    from sponsorship.matching.feature_models import MatchOffer
+
+    w.offer = MatchOffer.objects.create(
+        business=business, name="Hardening match", cap_vnd=1_000_000, is_active=False, starts_at=timezone.now()
     )
     w.card = Card.objects.create(
         member=w.member,

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.core import mail
 
@@ -80,9 +82,11 @@ def test_finance_sees_the_ledger_and_a_donor_does_not(client, donor_an, finance_
     client.force_login(donor_an)
     assert client.get("/finance/").status_code == 403
     client.force_login(finance_giang)
-    body = client.get("/finance/").content.decode()
+    body = client.get("/finance/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "bank_clearing" in body
     assert 'id="ledger-ok"' in body
+    # The trial balance names each account and formats its balance as money, like every page.
+    assert re.search(r"Bank clearing <code>bank_clearing</code></td><td class=\"num\">₫600,000<", body)
 
 
 def test_the_donate_page_speaks_vietnamese_by_default(client, donor_an):
