@@ -46,8 +46,9 @@ class Card(models.Model):
 
     member = models.ForeignKey("beneficiaries.Member", on_delete=models.PROTECT, related_name="cards")
     household = models.ForeignKey("beneficiaries.Household", on_delete=models.PROTECT, related_name="cards")
-    # Denormalised from the member for scoping, rollups and the public pages.
-    locality = models.ForeignKey("beneficiaries.Locality", on_delete=models.PROTECT, related_name="+")
+    # Denormalised from the member for scoping, rollups and the public pages. No index of its
+    # own: card_loc_status (locality, status) serves every lookup by locality.
+    locality = models.ForeignKey("beneficiaries.Locality", on_delete=models.PROTECT, related_name="+", db_index=False)
     product = models.CharField(_("product"), max_length=16)
     group = models.CharField(_("group"), max_length=32, blank=True)
     months = models.PositiveSmallIntegerField(_("months"))
@@ -67,7 +68,11 @@ class Card(models.Model):
     rejection_reason = models.TextField(_("rejection reason"), blank=True)
     is_flagged = models.BooleanField(_("flagged"), default=False)  # money refunded after sending
     flag_reason = models.TextField(blank=True)
-    renewal_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="renewals")
+    # Indexed only where set (card_renewal_of, partial): a funded card is not a renewal, and the
+    # matcher writes a million of them.
+    renewal_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="renewals", db_index=False
+    )
     funded_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -87,10 +92,33 @@ class Card(models.Model):
                 name="card_one_live_per_member_period",
             ),
         ]
-        indexes = [models.Index(fields=["locality", "status"], name="card_loc_status")]
+        indexes = [
+            models.Index(fields=["locality", "status"], name="card_loc_status"),
+            models.Index(fields=["renewal_of"], name="card_renewal_of", condition=Q(renewal_of__isnull=False)),
+        ]
 
     def __str__(self) -> str:
         return f"{self.member_id}:{self.product}:{self.period_start}"
+
+    def history(self) -> list[dict]:
+        """The card's status history, oldest first: {at, from_status, to_status, by, reason}.
+        The first entry (created `funded`) is the card itself: the matcher writes no history row
+        for it (a million funded cards would be a million rows saying the same thing), so it is
+        derived from `funded_at` and the matching run of its allocations. Every later change is
+        a CardTransition row (card_transition)."""
+        run_id = self.allocations.order_by("run_id").values_list("run_id", flat=True).first()
+        first = {
+            "at": self.funded_at,
+            "from_status": "",
+            "to_status": CardStatus.FUNDED,
+            "by": None,
+            "reason": f"matching run {run_id}" if run_id else "",
+        }
+        later = [
+            {"at": t.at, "from_status": t.from_status, "to_status": t.to_status, "by": t.by, "reason": t.reason}
+            for t in self.transitions.select_related("by")
+        ]
+        return [first, *later]
 
 
 class CardTransition(models.Model):

@@ -150,15 +150,20 @@ def enrollment_daily(self) -> None:
 
 @shared_task(bind=True, ignore_result=True, max_retries=5, acks_late=True)
 def match_province(self, province_id: int) -> None:
-    """Match one province shard (one transaction). Safe to re-run: a busy shard is skipped,
+    """Match one province shard: one transaction funds at most
+    CHUNGTAY_MATCHING_MAX_HOUSEHOLDS_PER_RUN households of the top of the queue, and the task
+    re-queues itself while a run stopped at that cap. Safe to re-run: a busy shard is skipped,
     a finished one finds nothing left to fund."""
     from .matching import services, triggers
 
     # Cleared before reading: money or members arriving during this run ask for another one.
     triggers.clear_flag(province_id)
     try:
-        if services.match_province(province_id=province_id) is None:
+        run = services.match_province(province_id=province_id)
+        if run is None:
             triggers.request_match([province_id])  # shard busy: come back after the delay
+        elif run.capped:
+            match_province.delay(province_id)  # the rest of the queue, in the next transaction
     except TRANSIENT as exc:
         raise self.retry(exc=exc, countdown=min(2**self.request.retries, 30)) from exc
 

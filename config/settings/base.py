@@ -276,6 +276,9 @@ CHUNGTAY_MATCHING_MONTHS = env.int("CHUNGTAY_MATCHING_MONTHS", default=12)
 CHUNGTAY_MATCHING_EVERY_SECONDS = env.int("CHUNGTAY_MATCHING_EVERY_SECONDS", default=30)
 # PostgreSQL work_mem for one matching transaction (sorts of a whole province shard in memory).
 CHUNGTAY_MATCHING_WORK_MEM = env("CHUNGTAY_MATCHING_WORK_MEM", default="256MB")
+# Households one matching transaction funds at most (the top of the queue); the task re-queues
+# itself for the rest. Bounds how long a run holds its gifts' row locks.
+CHUNGTAY_MATCHING_MAX_HOUSEHOLDS_PER_RUN = env.int("CHUNGTAY_MATCHING_MAX_HOUSEHOLDS_PER_RUN", default=50_000)
 CELERY_BEAT_SCHEDULE["matching-match-all"] = {
     "task": "sponsorship.tasks.match_all",
     "schedule": CHUNGTAY_MATCHING_EVERY_SECONDS,

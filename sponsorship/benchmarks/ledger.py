@@ -48,8 +48,8 @@ def _province():
 class LedgerMachine(RuleBasedStateMachine):
     """Model: per gift what Stripe says was received, refunded and disputed; per card whether
     the agency rejected it and whether its batch was paid. Allocations are the matcher's
-    choice, read back from CardFunding (a table the ledger does not use), so the ledger is
-    checked against an independent record of where the money went."""
+    choice, read back from its Allocation rows (a table the ledger does not use), so the ledger
+    is checked against an independent record of where the money went."""
 
     province = None
     communes = None
@@ -294,7 +294,7 @@ class LedgerMachine(RuleBasedStateMachine):
         from django.db.models import Sum
 
         from sponsorship.card_models import Card, CardStatus
-        from sponsorship.enrollment.models import CardFunding
+        from sponsorship.matching.models import Allocation
         from sponsorship.models import Donation
         from sponsorship.services import ledger
 
@@ -306,7 +306,7 @@ class LedgerMachine(RuleBasedStateMachine):
             net = sum(self._open_amount(g) for g in self.gifts.values() if g["fund"] == fund)
             # A refund or dispute un-matches cards not yet sent: their money is back in the fund.
             live = (
-                CardFunding.objects.filter(fund=fund)
+                Allocation.objects.filter(fund=fund)
                 .exclude(card_id__in=self.rejected)
                 .exclude(card__status=CardStatus.UNMATCHED)
             )
@@ -340,7 +340,7 @@ class LedgerMachine(RuleBasedStateMachine):
             )["s"]
             or 0
         )
-        remitted = CardFunding.objects.filter(card_id__in=self.remitted - self.rejected).aggregate(s=Sum("amount_vnd"))
+        remitted = Allocation.objects.filter(card_id__in=self.remitted - self.rejected).aggregate(s=Sum("amount_vnd"))
         assert remitted_ledger == (remitted["s"] or 0)
         problems = set(ledger.check_invariants()) - self.baseline_problems
         if not expected_problems:
@@ -353,14 +353,17 @@ class LedgerMachine(RuleBasedStateMachine):
         ):
             assert received_vnd == self.gifts[pk]["amount"]
             assert refunded_vnd == self.gifts[pk]["refunded"]
-        # Each live card is paid exactly its donor share, by allocations that still exist.
-        for card_id, share, paid in (
+        # Each live card is paid exactly its donor share, by allocations that still exist; a
+        # rejected or un-matched card gave its money back and holds none.
+        for card_id, status, share, paid in (
             Card.objects.filter(locality__in=self.communes)
-            .exclude(status="rejected")
-            .annotate(paid=Sum("fundings__amount_vnd"))
-            .values_list("pk", "donor_share_vnd", "paid")
+            .annotate(paid=Sum("allocations__amount_vnd"))
+            .values_list("pk", "status", "donor_share_vnd", "paid")
         ):
-            assert paid == share, (card_id, share, paid)
+            if status in (CardStatus.REJECTED, CardStatus.UNMATCHED):
+                assert paid is None, (card_id, status, paid)
+            else:
+                assert paid == share, (card_id, share, paid)
 
 
 def machine_settings(steps_per_example: int, examples: int, seed=None):

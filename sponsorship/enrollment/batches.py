@@ -12,7 +12,7 @@ from config.exceptions import ApplicationError, ConflictError
 from ..card_models import Card, CardStatus
 from ..services.cards import card_transition
 from ..services.ledger import credit, debit, ledger_post
-from .models import BATCH_TRANSITIONS, AgencyBatch, AgencyBatchCard, BatchStatus, CardFunding
+from .models import BATCH_TRANSITIONS, AgencyBatch, AgencyBatchCard, BatchStatus
 
 
 def _move(batch_id: int, to: str) -> AgencyBatch:
@@ -75,8 +75,12 @@ def batch_submit(*, batch_id: int, by=None) -> AgencyBatch:
 
 
 def _fund_amounts(card_ids) -> dict[str, int]:
+    """Money on the cards per fund: matching's allocations (which gift paid how much of which
+    card, from which fund) are the one record of it."""
+    from sponsorship.matching.models import Allocation
+
     per_fund: dict[str, int] = defaultdict(int)
-    for fund, amount in CardFunding.objects.filter(card_id__in=card_ids).values_list("fund", "amount_vnd"):
+    for fund, amount in Allocation.objects.filter(card_id__in=card_ids).values_list("fund", "amount_vnd"):
         per_fund[fund] += amount
     return per_fund
 

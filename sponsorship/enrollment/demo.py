@@ -39,11 +39,12 @@ def _csv(rows) -> bytes:
 
 def demo_enrollment_seed() -> dict:
     from ..card_models import Card
+    from ..matching.models import Allocation, MatchingRun, RunStatus
+    from ..matching.services import active_rule
     from ..models import Donation
     from ..services.ledger import credit, debit, ledger_post
     from .batches import batch_create, batch_mark_paid, batch_submit
     from .cardlist import cardlist_import, d10a_rows_for_cards
-    from .models import CardFunding
     from .rollups import rollups_recompute
     from .targets import seed_targets
 
@@ -52,7 +53,7 @@ def demo_enrollment_seed() -> dict:
     if donor is None:
         return {"skipped": "no demo donor"}
     if Donation.objects.filter(reference=DEMO_REFERENCE).exists():
-        return {"cards": Card.objects.filter(fundings__donation__reference=DEMO_REFERENCE).count()}
+        return {"cards": Card.objects.filter(allocations__donation__reference=DEMO_REFERENCE).count()}
     members = list(
         Member.objects.filter(household__external_ref__startswith="DEMO-", status=MemberStatus.APPROVED)
         .exclude(cards__isnull=False)
@@ -79,6 +80,16 @@ def demo_enrollment_seed() -> dict:
             entries=[debit("bank_clearing", total), credit("donor_funds", total, FUND)],
             donation=gift,
         )
+        # The demo's cards are paid like the matcher pays them: allocations of one (recorded) run.
+        rule = active_rule()
+        run = MatchingRun.objects.create(
+            rule=rule,
+            status=RunStatus.DONE,
+            money_in_vnd=total,
+            money_allocated_vnd=total,
+            cards_funded=len(members),
+            allocations=len(members),
+        )
         for m in members:
             card = Card.objects.create(
                 member=m,
@@ -92,14 +103,17 @@ def demo_enrollment_seed() -> dict:
                 state_share_vnd=884_520,
                 donor_share_vnd=SHARE,
             )
-            CardFunding.objects.create(card=card, donation=gift, fund=FUND, amount_vnd=SHARE)
+            Allocation.objects.create(
+                run=run, donation=gift, card=card, fund=FUND, amount_vnd=SHARE, score=0, rule_version=rule.version
+            )
+        # Like the matcher's posting, not attributed to the gift: a gift's own donor_funds
+        # postings are what it brought (unmatch.gift_cleared_money).
         ledger_post(
             key=f"demo:enrollment:alloc:{gift.pk}",
             entries=[debit("donor_funds", total, FUND), credit("allocated_to_cards", total, FUND)],
-            donation=gift,
         )
     by_commune: dict[int, list] = {}
-    for card in Card.objects.filter(fundings__donation=gift).select_related("locality__province", "member"):
+    for card in Card.objects.filter(allocations__donation=gift).select_related("locality__province", "member"):
         by_commune.setdefault(card.locality_id, []).append(card)
     ha_noi_cards, batches = [], 0
     for cards in by_commune.values():

@@ -39,25 +39,6 @@ class Target(models.Model):
         return f"{self.locality_id}:{self.year}:{self.type}={self.number}"
 
 
-class CardFunding(models.Model):
-    """Which gift paid how much of a card, from which fund. Minimal stand-in for the matching
-    issue's allocations: the ledger moves (remit, reject) and the donor traceability page use it."""
-
-    card = models.ForeignKey("sponsorship.Card", on_delete=models.CASCADE, related_name="fundings")
-    donation = models.ForeignKey("sponsorship.Donation", on_delete=models.PROTECT, related_name="card_fundings")
-    fund = models.CharField(max_length=200)
-    amount_vnd = models.BigIntegerField()
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["card", "donation"], name="cardfunding_one_per_card_donation"),
-            models.CheckConstraint(condition=Q(amount_vnd__gt=0), name="cardfunding_amount_positive"),
-        ]
-
-    def __str__(self) -> str:
-        return f"card {self.card_id} ← gift {self.donation_id}: {self.amount_vnd}"
-
-
 class BatchStatus(models.TextChoices):
     DRAFT = "draft", _("Draft")
     LISTED = "listed", _("Listed")

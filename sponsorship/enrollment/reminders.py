@@ -23,7 +23,7 @@ LIVE = [CardStatus.ENROLLED, CardStatus.ACTIVE, CardStatus.EXPIRING]
 
 
 def _recipients(card: Card) -> tuple[list[str], list[str]]:
-    donors = sorted({e for e in card.fundings.values_list("donation__donor__email", flat=True) if e})
+    donors = sorted({e for e in card.allocations.values_list("donation__donor__email", flat=True) if e})
     officers = sorted(
         User.objects.filter(role=Role.COMMUNE_OFFICER, is_active=True)
         .filter(scopes__locality__in=[card.locality_id, card.locality.province_id])

@@ -25,7 +25,7 @@ from ..models import Donation
 from . import batches as batch_services
 from .cardlist import cardlist_import
 from .exports import batch_export, to_csv, to_xlsx
-from .models import AgencyBatch, CardFunding, TargetType
+from .models import AgencyBatch, TargetType
 from .selectors import dashboard_rows, latest_target_year, public_rows
 
 DASHBOARD_ROLES = {Role.AGENCY_VIEWER, Role.FINANCE, Role.ADMIN}
@@ -144,8 +144,12 @@ def gift_trace(request, public_id):
     names, ID numbers or addresses of the people helped."""
     qs = Donation.objects.all() if is_nationwide(request.user) else Donation.objects.filter(donor=request.user)
     gift = get_object_or_404(qs, public_id=public_id)
+    from sponsorship.matching.models import Allocation
+
     items = []
-    for funding in CardFunding.objects.filter(donation=gift).select_related("card__locality").order_by("card_id"):
+    # The cards the gift pays now: a card rejected by the agency or un-matched gave its money
+    # back to the pool (its allocations were released), so it is no longer this gift's.
+    for funding in Allocation.objects.filter(donation=gift).select_related("card__locality").order_by("card_id"):
         card = funding.card
         batch_item = card.batch_items.filter(is_live=True).select_related("batch").first()
         renewal = card.renewals.exclude(status__in=[CardStatus.REJECTED, CardStatus.UNMATCHED]).first()

@@ -58,6 +58,8 @@ class MatchingRun(models.Model):
     needs = models.PositiveIntegerField(_("members waiting"), default=0)
     cards_funded = models.PositiveIntegerField(_("cards funded"), default=0)
     allocations = models.PositiveIntegerField(_("allocations"), default=0)
+    # The run stopped at CHUNGTAY_MATCHING_MAX_HOUSEHOLDS_PER_RUN: the task queued the next one.
+    capped = models.BooleanField(_("stopped at the per-run cap"), default=False)
     error = models.TextField(blank=True)
 
     class Meta:
@@ -75,8 +77,12 @@ class Allocation(models.Model):
     0004_matching checks, per statement, that a card's allocations never exceed its donor
     share and a gift's never exceed its cleared money."""
 
-    run = models.ForeignKey(MatchingRun, on_delete=models.PROTECT, related_name="allocation_rows")
-    donation = models.ForeignKey("sponsorship.Donation", on_delete=models.PROTECT, related_name="allocations")
+    # No index on run (nothing looks allocations up by run; a run is deleted only by the
+    # benchmark) nor on donation alone (allocation_donation_card_unique starts with it).
+    run = models.ForeignKey(MatchingRun, on_delete=models.PROTECT, related_name="allocation_rows", db_index=False)
+    donation = models.ForeignKey(
+        "sponsorship.Donation", on_delete=models.PROTECT, related_name="allocations", db_index=False
+    )
     card = models.ForeignKey("sponsorship.Card", on_delete=models.PROTECT, related_name="allocations")
     fund = models.CharField(max_length=200)
     amount_vnd = models.BigIntegerField(_("amount (VND)"))

@@ -14,8 +14,15 @@
    their running totals, cut into segments at every boundary of either (PAIR_SQL). Only
    households whose whole donor share fits are funded (strict priority prefix); smaller money
    stays pooled.
-5. Cards (funded), card history, allocations (with score, rule version, components) and one
-   ledger transaction (donor_funds[fund] → allocated_to_cards[fund]) in the same transaction.
+   A run funds at most CHUNGTAY_MATCHING_MAX_HOUSEHOLDS_PER_RUN households (the best-scored
+   of those the classes' money covers, a prefix of each class's order); a run stopped at that
+   cap is `capped` and the task queues the next one, so the gifts' row locks are held for one
+   bounded transaction and the strict order carries over from run to run.
+5. Cards (funded) and allocations (with score, rule version, components), written without
+   PostgreSQL's per-row foreign-key triggers and verified set-based (config/bulk_fk.py), and
+   one ledger transaction (donor_funds[fund] → allocated_to_cards[fund]), in the same
+   transaction. The initial `funded` state has no history row: Card.history derives it from
+   the card (funded_at, its allocations' run).
 """
 
 import logging
@@ -126,16 +133,17 @@ def score_household(
 
 NEED_COLUMNS = (
     "household_id, member_id, locality_id, grp, premium, state_share, province_share, donor_share, "
-    "ladder_position, schedule_id, rule_ids, score, components"
+    "ladder_position, schedule_id, rule_ids, score, components, hrank"
 )
 
 
 def _create_temp_tables(cur) -> None:
-    cur.execute("DROP TABLE IF EXISTS mneed, mfund, mpair, mgap")
+    cur.execute("DROP TABLE IF EXISTS mneed, mfund, mpair, mgap, mcap, mcard")
     cur.execute(
         "CREATE TEMP TABLE mneed (household_id bigint, member_id bigint, locality_id bigint, grp text, "
         "premium bigint, state_share bigint, province_share bigint, donor_share bigint, ladder_position int, "
-        "schedule_id bigint, rule_ids text, score numeric, components text, funded boolean DEFAULT false) "
+        "schedule_id bigint, rule_ids text, score numeric, components text, hrank bigint, "
+        "funded boolean DEFAULT false) "
         "ON COMMIT DROP"
     )
     cur.execute(
@@ -146,11 +154,21 @@ def _create_temp_tables(cur) -> None:
         "CREATE TEMP TABLE mpair (donation_id bigint, member_id bigint, fund text, amount bigint) ON COMMIT DROP"
     )
     cur.execute("CREATE TEMP TABLE mgap (locality_id bigint PRIMARY KEY, gap numeric) ON COMMIT DROP")
+    cur.execute("CREATE TEMP TABLE mcap (households bigint) ON COMMIT DROP")
+    # The cards this run wrote, as written (RETURNING): the allocations join them, and their
+    # foreign keys are verified from them (config/bulk_fk.py).
+    cur.execute(
+        "CREATE TEMP TABLE mcard (id bigint, member_id bigint, household_id bigint, locality_id bigint, "
+        "renewal_of_id bigint) ON COMMIT DROP"
+    )
 
 
-# The province's waiting members (approved, no live card for this product and period).
+# The province's waiting members (approved, no live card for this product and period), with
+# what scoring needs of them: one scan of the members, which pricing and scoring then read
+# instead of the member table (pricing_sql reads only mcand.member_id).
 CANDIDATES_SQL = """
-SELECT mb.id FROM beneficiaries_member mb JOIN beneficiaries_locality l ON l.id = mb.locality_id
+SELECT mb.id, mb.household_id, mb.locality_id, mb.card_valid_until, mb.created_at
+FROM beneficiaries_member mb JOIN beneficiaries_locality l ON l.id = mb.locality_id
 WHERE l.province_id = %(province)s AND mb.status = 'approved'
   AND NOT EXISTS (SELECT 1 FROM sponsorship_card c WHERE c.member_id = mb.id AND c.product = %(product)s
                   AND c.period_start = %(period)s AND c.status = ANY(%(live)s))
@@ -167,22 +185,28 @@ hh AS (
                (EXTRACT(YEAR FROM %(period)s::date) - EXTRACT(YEAR FROM mb.card_valid_until)) * 12
                + EXTRACT(MONTH FROM %(period)s::date) - EXTRACT(MONTH FROM mb.card_valid_until))) END)::int AS months,
            GREATEST(FLOOR(EXTRACT(EPOCH FROM (%(now)s - MIN(mb.created_at))) / 86400), 0)::int AS waiting
-    FROM mcand c JOIN beneficiaries_member mb ON mb.id = c.member_id
-    JOIN beneficiaries_household h ON h.id = mb.household_id
+    FROM mcand mb JOIN beneficiaries_household h ON h.id = mb.household_id
     JOIN beneficiaries_locality hl ON hl.id = h.locality_id
     GROUP BY mb.household_id, h.poverty_class, h.locality_id, hl.province_id
-), scored AS (
+), components AS (
     SELECT hh.*, COALESCE(cg.gap, 0) AS cgap, COALESCE(pg.gap, 0) AS pgap,
            COALESCE((%(poverty)s::jsonb ->> hh.poverty_class)::numeric, 0) AS poverty
     FROM hh LEFT JOIN mgap cg ON cg.locality_id = hh.locality_id LEFT JOIN mgap pg ON pg.locality_id = hh.province_id
+), scored AS (
+    SELECT c.*, round(%(w_gap)s * c.cgap + %(w_pgap)s * c.pgap + %(w_months)s * c.months + c.poverty
+                      + %(w_wait)s * c.waiting, 3) AS score
+    FROM components c
+), ranked AS (
+    -- The household's place in the priority order (score, then household id), as one integer:
+    -- the pairing sorts by it, and a run's cap is a bound on it.
+    SELECT s.*, row_number() OVER (ORDER BY s.score DESC, s.household_id) AS hrank FROM scored s
 )
 SELECT p.household_id, p.member_id, mb.locality_id, p.grp, p.premium, p.state_share, p.province_share,
-       p.donor_share, p.ladder_position, p.schedule_id, p.rule_ids,
-       round(%(w_gap)s * s.cgap + %(w_pgap)s * s.pgap + %(w_months)s * s.months + s.poverty
-             + %(w_wait)s * s.waiting, 3),
+       p.donor_share, p.ladder_position, p.schedule_id, p.rule_ids, s.score,
        json_build_object('gap', s.cgap, 'province_gap', s.pgap, 'months_uncovered', s.months,
-                         'poverty_class', s.poverty_class, 'waiting_days', s.waiting)::text
-FROM price p JOIN scored s USING (household_id) JOIN beneficiaries_member mb ON mb.id = p.member_id
+                         'poverty_class', s.poverty_class, 'waiting_days', s.waiting)::text,
+       s.hrank
+FROM price p JOIN ranked s USING (household_id) JOIN mcand mb ON mb.member_id = p.member_id
 WHERE p.eligible AND p.donor_share > 0
 """
 
@@ -191,13 +215,18 @@ def stage_needs(cur, *, province_id: int, product: str, months: int, period_star
     """Price and score the province's waiting members into mneed, set-based. Returns members staged."""
     import json
 
-    from .pricing_sql import PRICE_COLUMNS, create_candidates, price_sql
+    from .pricing_sql import PRICE_COLUMNS, price_sql
 
-    create_candidates(
-        cur,
-        select_sql=CANDIDATES_SQL,
-        params={"province": province_id, "product": product, "period": period_start, "live": list(LIVE_STATUSES)},
+    cur.execute("DROP TABLE IF EXISTS mcand")
+    cur.execute(
+        "CREATE TEMP TABLE mcand (member_id bigint, household_id bigint, locality_id bigint, card_valid_until date, "
+        "created_at timestamptz) ON COMMIT DROP"
     )
+    cur.execute(
+        f"INSERT INTO mcand {CANDIDATES_SQL}",
+        {"province": province_id, "product": product, "period": period_start, "live": list(LIVE_STATUSES)},
+    )
+    cur.execute("ANALYZE mcand")
     gaps = target_gaps(year=period_start.year, product=product)
     if gaps:
         cur.execute("INSERT INTO mgap (locality_id, gap) SELECT * FROM unnest(%s::bigint[], %s::numeric[])",
@@ -222,22 +251,107 @@ def stage_needs(cur, *, province_id: int, product: str, months: int, period_star
     return staged
 
 
+# A capped run keeps the rest of its priced and scored needs for the next run of the same
+# shard on the same connection (the task re-queued by the run, or the benchmark's loop): a
+# session temp table `mstage` that outlives the transaction, keyed in `mstage_key`. Pricing a
+# shard is most of a run's reading; without this every run of a million-member shard would
+# price everything again to fund its 50,000 households. The next run uses it only if nothing
+# else matched the shard in between (no other run recorded since) and it is recent; members no
+# longer approved are dropped, the rest of the run (exclusions, holds, pairing) is as usual.
+# A run that is not capped drops it; a worker that picks up the re-queued task on another
+# connection simply prices again.
+PASS_MAX_AGE_SECONDS = 600
+
+
+def _pass_key(*, province_id: int, product: str, period_start: date, rule: MatchingRule) -> list:
+    return [province_id, product, period_start, rule.version]
+
+
+def restage_needs_of_pass(cur, *, run: MatchingRun, key: list) -> int | None:
+    """mneed from the shard's pass on this connection, or None when there is none to go on."""
+    cur.execute("SELECT to_regclass('pg_temp.mstage_key') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return None
+    cur.execute(
+        "SELECT last_run_id FROM mstage_key WHERE province_id = %s AND product = %s AND period = %s "
+        "AND rule_version = %s AND staged_at > now() - make_interval(secs => %s)",
+        [*key, PASS_MAX_AGE_SECONDS],
+    )
+    row = cur.fetchone()
+    if row is None or (
+        MatchingRun.objects.filter(province_id=run.province_id, pk__gt=row[0]).exclude(pk=run.pk).exists()
+    ):
+        end_pass(cur)
+        return None
+    cur.execute(
+        f"INSERT INTO mneed ({NEED_COLUMNS}) SELECT {', '.join('s.' + c.strip() for c in NEED_COLUMNS.split(','))} "
+        "FROM mstage s JOIN beneficiaries_member mb ON mb.id = s.member_id WHERE mb.status = 'approved'"
+    )
+    staged = cur.rowcount
+    cur.execute("CREATE INDEX ON mneed (locality_id)")
+    cur.execute("ANALYZE mneed")
+    return staged
+
+
+def keep_pass(cur, *, run: MatchingRun, key: list, continued: bool) -> None:
+    """After a capped run: what it did not fund waits in mstage for the next run."""
+    if continued:
+        cur.execute("DELETE FROM mstage WHERE member_id IN (SELECT member_id FROM mneed WHERE funded)")
+    else:
+        end_pass(cur)
+        cur.execute(f"CREATE TEMP TABLE mstage AS SELECT {NEED_COLUMNS} FROM mneed WHERE NOT funded")
+        cur.execute(
+            "CREATE TEMP TABLE mstage_key (province_id bigint, product text, period date, rule_version int, "
+            "last_run_id bigint, staged_at timestamptz)"
+        )
+        cur.execute("INSERT INTO mstage_key VALUES (%s, %s, %s, %s, 0, now())", key)
+    cur.execute("UPDATE mstage_key SET last_run_id = %s", [run.pk])
+
+
+def end_pass(cur) -> None:
+    cur.execute("DROP TABLE IF EXISTS mstage, mstage_key")
+
+
+# What each staged gift has left: its own donor_funds credits in the ledger − its allocations,
+# one grouped sum per side (hash joins for a shard's 100,000 gifts; a correlated subquery per
+# gift took seconds per run at that size, and a capped shard stages its gifts every run).
+AVAIL_SQL = """
+UPDATE mfund f SET avail = COALESCE(l.s, 0) - COALESCE(a.s, 0)
+FROM mfund f2
+LEFT JOIN (SELECT t.donation_id, -SUM(e.amount) AS s FROM sponsorship_ledgerentry e
+           JOIN sponsorship_ledgertransaction t ON t.id = e.transaction_id
+           WHERE e.account = 'donor_funds' AND t.donation_id IN (SELECT donation_id FROM mfund)
+           GROUP BY t.donation_id) l ON l.donation_id = f2.donation_id
+LEFT JOIN (SELECT donation_id, SUM(amount_vnd) AS s FROM sponsorship_allocation
+           WHERE donation_id IN (SELECT donation_id FROM mfund) GROUP BY donation_id) a
+       ON a.donation_id = f2.donation_id
+WHERE f2.donation_id = f.donation_id
+"""
+
+
 def stage_funds(cur, *, province_id: int) -> int:
-    """Lock the gifts that can reach this province (SKIP LOCKED) and compute what each has left."""
+    """The gifts that can reach this province and have money left, row-locked (SKIP LOCKED:
+    a gift another worker is using is left for later), with what each has left.
+
+    What is left is read once without locks, so that gifts already spent are not locked (a
+    row lock writes the row), then again under the lock, which is what counts."""
     cur.execute(
         "INSERT INTO mfund (donation_id, locality_id, loc_level, product, grp, fund, paid_at) "
         "SELECT d.id, d.locality_id, l.level, d.product, d.beneficiary_group, d.fund_key, d.paid_at "
         "FROM sponsorship_donation d LEFT JOIN beneficiaries_locality l ON l.id = d.locality_id "
-        "WHERE d.status = ANY(%s) AND (d.locality_id IS NULL OR l.province_id = %s) "
-        "FOR UPDATE OF d SKIP LOCKED",
+        "WHERE d.status = ANY(%s) AND (d.locality_id IS NULL OR l.province_id = %s)",
         [list(PAID), province_id],
     )
+    cur.execute("ANALYZE mfund")
+    cur.execute(AVAIL_SQL)
+    cur.execute("DELETE FROM mfund WHERE avail <= 0")
     cur.execute(
-        "UPDATE mfund f SET avail = COALESCE((SELECT -SUM(e.amount) FROM sponsorship_ledgerentry e "
-        "  JOIN sponsorship_ledgertransaction t ON t.id = e.transaction_id "
-        "  WHERE t.donation_id = f.donation_id AND e.account = 'donor_funds'), 0) "
-        "- COALESCE((SELECT SUM(a.amount_vnd) FROM sponsorship_allocation a WHERE a.donation_id = f.donation_id), 0)"
+        "WITH locked AS (SELECT d.id FROM sponsorship_donation d WHERE d.id IN (SELECT donation_id FROM mfund) "
+        "  AND d.status = ANY(%s) FOR UPDATE OF d SKIP LOCKED) "
+        "DELETE FROM mfund WHERE donation_id NOT IN (SELECT id FROM locked)",
+        [list(PAID)],
     )
+    cur.execute(AVAIL_SQL)
     cur.execute("DELETE FROM mfund WHERE avail <= 0")
     cur.execute("SELECT COALESCE(SUM(avail), 0) FROM mfund")
     return cur.fetchone()[0]
@@ -255,26 +369,34 @@ def stage_funds(cur, *, province_id: int) -> int:
 PAIR_SQL = """
 WITH d AS (
     SELECT donation_id, fund, avail, {fund_cls} AS cls,
-           SUM(avail) OVER (PARTITION BY {fund_cls} ORDER BY paid_at NULLS LAST, donation_id) AS hi
+           (SUM(avail) OVER (PARTITION BY {fund_cls} ORDER BY paid_at NULLS LAST, donation_id))::bigint AS hi
     FROM mfund
     WHERE avail > 0 AND {fund_filter} AND product = %(product)s AND grp = %(grp)s
 ), total AS MATERIALIZED (SELECT cls, MAX(hi) AS t FROM d GROUP BY cls),
 n AS (
-    SELECT {need_cls} AS cls, household_id, member_id, donor_share, score, grp FROM mneed
-    WHERE NOT funded AND {need_cls} IN (SELECT cls FROM total)
+    SELECT {need_cls} AS cls, household_id, member_id, donor_share, hrank, grp FROM mneed
+    WHERE NOT funded AND {need_cls} IN (SELECT cls FROM total) {bound}
 ), hh AS (
-    SELECT cls, household_id, MAX(score) AS score, SUM(donor_share) AS amt,
+    SELECT cls, household_id, MIN(hrank) AS hrank, SUM(donor_share)::bigint AS amt,
            bool_and(%(grp)s = '' OR grp = %(grp)s) AS ok
     FROM n GROUP BY cls, household_id
 ), hhc AS (
-    SELECT cls, household_id, amt, SUM(amt) OVER (PARTITION BY cls ORDER BY score DESC, household_id) AS hi
+    SELECT cls, household_id, hrank, amt, (SUM(amt) OVER (PARTITION BY cls ORDER BY hrank))::bigint AS hi
     FROM hh WHERE ok
 ), chosen AS MATERIALIZED (
-    -- Strict priority: the prefix of households whose whole shares the class's money covers.
-    SELECT hhc.* FROM hhc JOIN total USING (cls) WHERE hhc.hi <= total.t
+    -- Strict priority: the prefix of households whose whole shares the class's money covers,
+    -- at most %(cap)s of them (the run's household cap left): the best-scored across the
+    -- batch's classes, which keeps a prefix of each class's order.
+    SELECT cls, household_id, amt, hi FROM (
+        SELECT hhc.*, row_number() OVER (ORDER BY hhc.hrank) AS rk
+        FROM hhc JOIN total USING (cls) WHERE hhc.hi <= total.t
+    ) x WHERE rk <= %(cap)s
+), counted AS (
+    INSERT INTO mcap (households) SELECT count(*) FROM chosen RETURNING 1
 ), m AS (
     SELECT n.cls, n.member_id,
-           c.hi - c.amt + SUM(n.donor_share) OVER (PARTITION BY n.cls, n.household_id ORDER BY n.member_id) AS hi
+           c.hi - c.amt + (SUM(n.donor_share) OVER (PARTITION BY n.cls, n.household_id ORDER BY n.member_id))::bigint
+           AS hi
     FROM n JOIN chosen c USING (cls, household_id)
 ), top AS MATERIALIZED (SELECT cls, MAX(hi) AS t FROM m GROUP BY cls),
 ev AS (
@@ -309,6 +431,15 @@ UPDATE mneed SET funded = true WHERE member_id IN (SELECT member_id FROM p)
 
 LOCAL = "locality_id IS NOT NULL AND loc_level IS DISTINCT FROM 'province'"
 
+# A class that may fund every waiting household of the shard (money for the province or for
+# anywhere, no group restriction) funds at most the run's `cap` best-ranked of them: its needs
+# are cut to those before the pairing sorts them, so a capped run's pairing costs what its cap
+# funds, not the whole remaining queue.
+BOUND_SQL = (
+    "AND hrank <= (SELECT MAX(hrank) FROM (SELECT DISTINCT hrank FROM mneed WHERE NOT funded "
+    "ORDER BY hrank LIMIT %(cap)s) top_households)"
+)
+
 
 def _batches(cur, *, product: str) -> list[tuple]:
     """Restriction classes in batches, most specific first: (fund filter, fund cls, need cls,
@@ -340,17 +471,37 @@ def _batches(cur, *, product: str) -> list[tuple]:
     return out
 
 
-def pair(cur, *, product: str) -> None:
+def pair(cur, *, product: str, cap: int) -> bool:
+    """Pair every restriction class, funding at most `cap` households in all (the holds'
+    included). Returns whether the run stopped at the cap (more may be left for the next)."""
     # The planner under-estimates the CTEs' row counts (grouped by class) and would join two
     # of them in a nested loop, quadratic in a shard's members; every join here is a hash or
     # merge join of whole sets.
     cur.execute("SELECT set_config('enable_nestloop', 'off', true)")
+    cur.execute("INSERT INTO mcap (households) SELECT count(DISTINCT household_id) FROM mneed WHERE funded")
+    capped = False
     for fund_filter, fund_cls, need_cls, params in _batches(cur, product=product):
-        cur.execute(PAIR_SQL.format(fund_filter=fund_filter, fund_cls=fund_cls, need_cls=need_cls), params)
+        cur.execute("SELECT SUM(households) FROM mcap")
+        left = cap - cur.fetchone()[0]
+        if left <= 0:
+            capped = True
+            break
+        bound = BOUND_SQL if fund_cls == "0" and params["grp"] == "" else ""
+        cur.execute(
+            PAIR_SQL.format(fund_filter=fund_filter, fund_cls=fund_cls, need_cls=need_cls, bound=bound),
+            {**params, "cap": left},
+        )
+    else:
+        cur.execute("SELECT SUM(households) FROM mcap")
+        capped = cur.fetchone()[0] >= cap
     cur.execute("SELECT set_config('enable_nestloop', 'on', true)")
+    return capped
 
 
-FUND_SQL = """
+# Cards first, captured as written; then the allocations. No history row for the initial
+# `funded`: a card's first history entry is the card itself (funded_at, its allocations' run;
+# Card.history); every later change is a CardTransition row.
+CARDS_SQL = """
 WITH cards AS (
     INSERT INTO sponsorship_card (member_id, household_id, locality_id, product, "group", months, period_start,
         premium_vnd, state_share_vnd, province_share_vnd, donor_share_vnd, ladder_position, pricing_schedule_id,
@@ -359,28 +510,67 @@ WITH cards AS (
         n.state_share, n.province_share, n.donor_share, n.ladder_position, n.schedule_id, n.rule_ids::jsonb,
         'funded', '', '', false, '', now(), now()
     FROM mneed n WHERE n.funded
-    RETURNING id, member_id
-), hist AS (
-    INSERT INTO sponsorship_cardtransition (card_id, from_status, to_status, reason, at)
-    SELECT id, '', 'funded', %(reason)s, now() FROM cards RETURNING 1
-), alloc AS (
-    INSERT INTO sponsorship_allocation (run_id, donation_id, card_id, fund, amount_vnd, score, rule_version,
-        components, created_at)
-    SELECT %(run)s, p.donation_id, c.id, p.fund, p.amount, n.score, %(version)s, n.components::jsonb, now()
-    FROM mpair p JOIN cards c USING (member_id) JOIN mneed n USING (member_id)
-    RETURNING card_id, donation_id, fund, amount_vnd
+    RETURNING id, member_id, household_id, locality_id, renewal_of_id
 )
--- Enrollment (remittance, rejection refunds, reminders, the donor's gift page) reads who paid
--- a card from CardFunding; it is written here in the same statement as the allocations.
-INSERT INTO sponsorship_cardfunding (card_id, donation_id, fund, amount_vnd)
-SELECT card_id, donation_id, fund, amount_vnd FROM alloc
+INSERT INTO mcard SELECT * FROM cards
+"""
+
+ALLOCATIONS_SQL = """
+INSERT INTO sponsorship_allocation (run_id, donation_id, card_id, fund, amount_vnd, score, rule_version,
+    components, created_at)
+SELECT %(run)s, p.donation_id, c.id, p.fund, p.amount, n.score, %(version)s, n.components::jsonb, now()
+FROM mpair p JOIN mcard c USING (member_id) JOIN mneed n USING (member_id)
 """
 
 
-def match_province(*, province_id: int, product: str | None = None, period_start: date | None = None):
-    """Match one province shard in one transaction. Returns the MatchingRun, or None when
+def written_references(run_id: int) -> list:
+    """Every foreign key of the rows the matcher writes (sponsorship_card, sponsorship_allocation),
+    selected from what was written: verified set-based when the writes leave the
+    set_based_fk_checks block. tests/matching/test_bulk_fk.py checks this list against the
+    models' ForeignKey fields, so a new key cannot be forgotten."""
+    from config.bulk_fk import Reference
+
+    return [
+        Reference("sponsorship_card.member_id", "beneficiaries_member", "SELECT member_id FROM mcard"),
+        Reference("sponsorship_card.household_id", "beneficiaries_household", "SELECT household_id FROM mcard"),
+        Reference("sponsorship_card.locality_id", "beneficiaries_locality", "SELECT locality_id FROM mcard"),
+        Reference("sponsorship_card.renewal_of_id", "sponsorship_card", "SELECT renewal_of_id FROM mcard"),
+        Reference("sponsorship_allocation.run_id", "sponsorship_matchingrun", "SELECT %(r)s::bigint", {"r": run_id}),
+        Reference("sponsorship_allocation.donation_id", "sponsorship_donation", "SELECT donation_id FROM mpair"),
+        Reference(
+            "sponsorship_allocation.card_id",
+            "sponsorship_card",
+            "SELECT c.id FROM mpair p JOIN mcard c USING (member_id)",
+        ),
+    ]
+
+
+def write_cards_and_allocations(cur, *, run_id: int, product: str, months: int, period_start, version: int) -> int:
+    """The funded members' cards and their allocations, without PostgreSQL's per-row
+    foreign-key triggers (config/bulk_fk.py): every key is verified set-based before the block
+    ends, and an orphan raises IntegrityError (the run rolls back). Returns allocations written."""
+    from config.bulk_fk import set_based_fk_checks
+
+    with set_based_fk_checks(cur, written_references(run_id)):
+        cur.execute(CARDS_SQL, {"product": product, "months": months, "period": period_start})
+        cur.execute(ALLOCATIONS_SQL, {"run": run_id, "version": version})
+        allocations = cur.rowcount
+    return allocations
+
+
+def match_province(
+    *,
+    province_id: int,
+    product: str | None = None,
+    period_start: date | None = None,
+    max_households: int | None = None,
+):
+    """Match one province shard in one transaction, funding at most `max_households`
+    (CHUNGTAY_MATCHING_MAX_HOUSEHOLDS_PER_RUN) households of the top of the queue. Returns the
+    MatchingRun (`capped` when it stopped at the cap: call again for the rest), or None when
     another worker holds the shard. Safe to run twice: a second run finds nothing left."""
     product = product or settings.CHUNGTAY_MATCHING_PRODUCT
+    cap = max_households or settings.CHUNGTAY_MATCHING_MAX_HOUSEHOLDS_PER_RUN
     months = settings.CHUNGTAY_MATCHING_MONTHS
     period_start = period_start or current_period_start()
     started = time.monotonic()
@@ -399,27 +589,21 @@ def match_province(*, province_id: int, product: str | None = None, period_start
             run = MatchingRun.objects.create(province_id=province_id, rule=rule)
             _create_temp_tables(cur)
             money_in = stage_funds(cur, province_id=province_id)
-            needs = stage_needs(
-                cur, province_id=province_id, product=product, months=months, period_start=period_start, rule=rule
-            )
+            key = _pass_key(province_id=province_id, product=product, period_start=period_start, rule=rule)
+            needs = restage_needs_of_pass(cur, run=run, key=key)
+            continued = needs is not None
+            if not continued:
+                needs = stage_needs(
+                    cur, province_id=province_id, product=product, months=months, period_start=period_start, rule=rule
+                )
             # Matching features (holds, members not to match now): hooks.before_pair, on the temp tables.
             from . import hooks
 
             hooks.before_pair(cur, province_id=province_id, product=product, period_start=period_start)
-            if money_in and needs:
-                pair(cur, product=product)
-            cur.execute(
-                FUND_SQL,
-                {
-                    "product": product,
-                    "months": months,
-                    "period": period_start,
-                    "reason": f"matching run {run.pk}",
-                    "run": run.pk,
-                    "version": rule.version,
-                },
+            capped = bool(money_in and needs) and pair(cur, product=product, cap=cap)
+            allocations = write_cards_and_allocations(
+                cur, run_id=run.pk, product=product, months=months, period_start=period_start, version=rule.version
             )
-            allocations = cur.rowcount
             cur.execute("SELECT fund, SUM(amount) FROM mpair GROUP BY fund ORDER BY fund")
             per_fund = cur.fetchall()
             allocated = sum(s for _, s in per_fund)
@@ -435,6 +619,10 @@ def match_province(*, province_id: int, product: str | None = None, period_start
                 )
             cur.execute("SELECT COUNT(*) FROM mneed WHERE funded")
             cards = cur.fetchone()[0]
+            if capped:
+                keep_pass(cur, run=run, key=key, continued=continued)
+            else:
+                end_pass(cur)
             MatchingRun.objects.filter(pk=run.pk).update(
                 status=RunStatus.DONE,
                 money_in_vnd=money_in,
@@ -443,6 +631,7 @@ def match_province(*, province_id: int, product: str | None = None, period_start
                 needs=needs,
                 cards_funded=cards,
                 allocations=allocations,
+                capped=capped,
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
             run.refresh_from_db()

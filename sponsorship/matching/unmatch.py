@@ -63,7 +63,7 @@ def card_unmatch(*, card_id: int, reason: str, by=None) -> Card:
     if entries:
         ledger_post(key=f"unmatch:card:{card_id}", entries=entries, kind="unmatch", memo=reason[:300])
     # The matcher counts a gift's money as spent while allocations exist (as on an agency
-    # rejection); the ledger, the card's history and CardFunding keep the record.
+    # rejection); the ledger (kind `unmatch`, keyed by the card) and the card's history keep the record.
     Allocation.objects.filter(card_id=card_id).delete()
     AgencyBatchCard.objects.filter(card_id=card_id, is_live=True).update(is_live=False)
     # The released money of the other gifts (and the member) are matched again.

@@ -1,5 +1,6 @@
 """Personas and cards for enrollment tests. Cards are created directly in `funded` (the matching
-issue will create them in production), each paid by one gift through a CardFunding row."""
+issue will create them in production), each paid by one gift through an Allocation row of a
+recorded matching run, as the matcher writes them."""
 
 from datetime import date
 
@@ -8,7 +9,7 @@ import pytest
 from beneficiaries.models import Household, Level, Locality, Member
 from donors.models import Role
 from sponsorship.card_models import Card
-from sponsorship.enrollment.models import CardFunding
+from sponsorship.matching.models import Allocation, MatchingRun, RunStatus
 from sponsorship.models import Donation
 from sponsorship.services.ledger import credit, debit, ledger_post
 
@@ -42,13 +43,24 @@ def gift(donor_lan):
         status="succeeded",
         amount_received_vnd=10_000_000,
     )
+    # The gift's own posting: what it brought (the allocation guard counts it).
     ledger_post(
-        key=f"test:paid:{d.pk}", entries=[debit("bank_clearing", 10_000_000), credit("donor_funds", 10_000_000, FUND)]
+        key=f"test:paid:{d.pk}",
+        entries=[debit("bank_clearing", 10_000_000), credit("donor_funds", 10_000_000, FUND)],
+        donation=d,
     )
     return d
 
 
 _seq = [0]
+
+
+def fund_card(card, gift, amount: int, fund: str = FUND) -> Allocation:
+    """The gift pays `amount` of the card, as one allocation of a (recorded) matching run."""
+    run = MatchingRun.objects.create(status=RunStatus.DONE, cards_funded=1, allocations=1)
+    return Allocation.objects.create(
+        run=run, donation=gift, card=card, fund=fund, amount_vnd=amount, score=0, rule_version=0
+    )
 
 
 @pytest.fixture
@@ -82,7 +94,7 @@ def make_card(gift):
             state_share_vnd=884_520,
             donor_share_vnd=379_080,
         )
-        CardFunding.objects.create(card=card, donation=gift, fund=FUND, amount_vnd=379_080)
+        fund_card(card, gift, 379_080)
         ledger_post(
             key=f"test:alloc:{card.pk}",
             entries=[debit("donor_funds", 379_080, FUND), credit("allocated_to_cards", 379_080, FUND)],

@@ -18,7 +18,7 @@ from openpyxl import load_workbook
 from beneficiaries.models import ImportRowError
 from sponsorship.card_models import Card
 from sponsorship.enrollment import batches
-from sponsorship.enrollment.models import CardFunding
+from sponsorship.matching.models import Allocation
 
 from .world import FUND, build_world
 
@@ -73,7 +73,9 @@ def hostile_world(db):
         state_share_vnd=0,
         donor_share_vnd=1_584_000,
     )
-    CardFunding.objects.create(card=si_card, donation=w.gift, fund=FUND, amount_vnd=1_584_000)
+    Allocation.objects.create(
+        run=w.run, donation=w.gift, card=si_card, fund=FUND, amount_vnd=1_584_000, score=0, rule_version=0
+    )
     w.si_batch = batches.batch_create(
         locality=w.commune_x, product="si_voluntary", period=date(2026, 1, 1), by=w.users["officer_x"]
     )

@@ -26,7 +26,7 @@ from beneficiaries.models import (
 from donors.models import DonorKind, DonorProfile, Role, StaffScope, User
 from sponsorship.card_models import Card
 from sponsorship.enrollment import batches
-from sponsorship.enrollment.models import CardFunding
+from sponsorship.matching.models import Allocation, MatchingRun, RunStatus
 from sponsorship.models import BankStatement, BankStatementLine, Donation
 from sponsorship.services.ledger import credit, debit, ledger_post
 
@@ -157,6 +157,7 @@ def build_world() -> World:
     ledger_post(
         key=f"hardening:paid:{w.gift.pk}",
         entries=[debit("bank_clearing", 10_000_000), credit("donor_funds", 10_000_000, FUND)],
+        donation=w.gift,
     )
     from sponsorship.matching.feature_models import GiftExpiry
 
@@ -181,7 +182,10 @@ def build_world() -> World:
         state_share_vnd=884_520,
         donor_share_vnd=379_080,
     )
-    CardFunding.objects.create(card=w.card, donation=w.gift, fund=FUND, amount_vnd=379_080)
+    w.run = MatchingRun.objects.create(status=RunStatus.DONE, cards_funded=1, allocations=1)
+    Allocation.objects.create(
+        run=w.run, donation=w.gift, card=w.card, fund=FUND, amount_vnd=379_080, score=0, rule_version=0
+    )
     ledger_post(
         key=f"hardening:alloc:{w.card.pk}",
         entries=[debit("donor_funds", 379_080, FUND), credit("allocated_to_cards", 379_080, FUND)],

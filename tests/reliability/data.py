@@ -77,21 +77,19 @@ def snapshot(provinces) -> dict:
     """What a matching outcome is, independent of which gift paid which card: the members
     with a live card and the share each is funded with, money per fund, ledger totals."""
     from sponsorship.card_models import Card
-    from sponsorship.enrollment.models import CardFunding
     from sponsorship.matching.models import Allocation
     from sponsorship.services import ledger
 
     cards = (
         Card.objects.filter(locality__province__in=provinces)
         .exclude(status__in=["rejected", "unmatched"])
-        .annotate(paid=Sum("fundings__amount_vnd"))
+        .annotate(paid=Sum("allocations__amount_vnd"))
     )
     return {
         "cards": {c.member.personal_id: (c.donor_share_vnd, c.paid) for c in cards.select_related("member")},
         "allocated_per_fund": dict(
             Allocation.objects.values_list("fund").annotate(s=Sum("amount_vnd")).values_list("fund", "s")
         ),
-        "funding_rows": CardFunding.objects.count(),
         "allocation_rows": Allocation.objects.count(),
         "donor_funds": ledger.fund_balances("donor_funds"),
         "allocated_to_cards": ledger.fund_balances("allocated_to_cards"),
