@@ -117,7 +117,8 @@ LEFT JOIN lad l ON l.member_id = m.member_id
 LEFT JOIN sup3 x ON x.member_id = m.member_id
 """
 
-# Voluntary SI (FACTS §3) at the minimum income, no support months used yet (the matcher's case).
+# Voluntary SI (FACTS §3) at the minimum income; the state supports at most the cap's months
+# less those the member has used (Member.vsi_support_months_used, counted on enrolment).
 VSI_SQL = """
 WITH p AS (
     SELECT id, contribution_rate, min_income_vnd, support_years_cap,
@@ -125,7 +126,7 @@ WITH p AS (
     FROM beneficiaries_voluntarysiparameters WHERE valid_from <= %(on)s ORDER BY valid_from DESC LIMIT 1
 ), m AS (
     SELECT mb.id AS member_id, mb.household_id, mb.status IN ('rejected', 'suspended') AS inactive,
-           h.poverty_class, h.is_ethnic_minority
+           mb.vsi_support_months_used AS months_used, h.poverty_class, h.is_ethnic_minority
     FROM mcand c
     JOIN beneficiaries_member mb ON mb.id = c.member_id
     JOIN beneficiaries_household h ON h.id = mb.household_id
@@ -145,7 +146,7 @@ WITH p AS (
 ), v AS (
     SELECT g.*, round(contribution_rate * min_income_vnd * %(months)s) AS premium,
            round(share * contribution_rate * min_income_vnd
-                 * GREATEST(0, LEAST(%(months)s, support_years_cap * 12))) AS state
+                 * GREATEST(0, LEAST(%(months)s, support_years_cap * 12 - months_used))) AS state
     FROM g
 )
 SELECT member_id, household_id, NOT inactive, CASE WHEN inactive THEN 'inactive' ELSE '' END,

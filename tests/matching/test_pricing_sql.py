@@ -100,6 +100,8 @@ member_st = st.fixed_dictionaries(
         "is_student": st.booleans(),
         "status": st.sampled_from(["approved", "approved", "approved", "rejected", "suspended"]),
         "covered_days": st.one_of(st.none(), st.integers(-400, 400)),
+        # Months of voluntary-SI support already used, around the 10-year cap (120).
+        "vsi_used": st.sampled_from([0, 0, 60, 113, 119, 120]),
     }
 )
 household_st = st.fixed_dictionaries(
@@ -145,6 +147,7 @@ def test_sql_price_equals_the_python_service(ha_tinh, households, days, product,
                     _member(
                         hh, relation=m["relation"], dob=m["dob"], status=m["status"], is_student=m["is_student"],
                         card_valid_until=None if m["covered_days"] is None else on_date + timedelta(m["covered_days"]),
+                        vsi_support_months_used=m["vsi_used"],
                     )
                     for m in spec["members"]
                 ]  # fmt: skip
@@ -153,6 +156,16 @@ def test_sql_price_equals_the_python_service(ha_tinh, households, days, product,
             raise Rollback
     except Rollback:
         pass
+
+
+def test_sql_vsi_support_stops_at_the_cap_like_the_python_service(ha_tinh):
+    hh = _household(communes(ha_tinh)[0], "poor")
+    fresh, nearly, spent = (_member(hh, vsi_support_months_used=used) for used in (0, 117, 120))
+    on = date(2026, 1, 1)
+    rows = sql_prices([fresh, nearly, spent], product="vsi", months=12, on_date=on)
+    assert rows[fresh.pk]["state_share"] > rows[nearly.pk]["state_share"] > rows[spent.pk]["state_share"] == 0
+    assert rows[spent.pk]["donor_share"] == rows[spent.pk]["premium"]
+    assert_same([(hh, [fresh, nearly, spent])], product="vsi", months=12, on_date=on)
 
 
 def test_sql_near_poor_in_a_poor_commune_owes_nothing(ha_tinh):
