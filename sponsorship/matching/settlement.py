@@ -177,11 +177,16 @@ def settlement_sync(*, donation: Donation) -> int:
 def settlements_paid(donation_ids) -> None:
     """Bulk payment paths (statement lines, the Stripe inbox): the gifts are locked by the
     caller; sync those that settle an offer (one indexed lookup for the whole batch)."""
-    ids = list(
-        MatchSettlement.objects.filter(donation_id__in=list(donation_ids))
-        .order_by("donation_id")
-        .values_list("donation_id", flat=True)
-    )
+    # `= ANY(array)`, not `__in`: a statement batch passes 20,000 ids, which `__in` sends as
+    # 20,000 parameters (≈0.25 s per batch against a few ms).
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT donation_id FROM sponsorship_matchsettlement WHERE donation_id = ANY(%s) ORDER BY donation_id",
+            [list(donation_ids)],
+        )
+        ids = [d for (d,) in cur.fetchall()]
+    if not ids:
+        return
     for donation in Donation.objects.select_for_update().filter(pk__in=ids).order_by("pk"):
         settlement_sync(donation=donation)
 
