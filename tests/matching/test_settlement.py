@@ -3,8 +3,6 @@ found by the statement matching) or by card (Stripe emulator); the money ends in
 (Dr bank/stripe clearing, Cr match_pledges), partial and over-payments are explicit, replays
 post nothing, and the ledger's invariants hold throughout."""
 
-import csv
-import io
 from decimal import Decimal
 
 import pytest
@@ -17,6 +15,7 @@ from sponsorship.matching.feature_models import MatchOffer, MatchSettlement
 from sponsorship.models import BankStatementLine, Donation, LedgerTransaction
 from sponsorship.services import bank, payments
 from sponsorship.services.ledger import balance, check_invariants, natural_balance
+from tests.bank_statements import csv_statement as statement
 from tests.sponsorship.conftest import card_payment_method, emulator_base, stripe_emulator  # noqa: F401
 
 from .conftest import PERIOD, communes, make_household
@@ -44,14 +43,6 @@ def matched(ha_tinh, donor, business):
     assert offers.offers_apply(donation_ids=[gift.pk]) == 1
     assert natural_balance("match_pledges") == SHARE
     return offer
-
-
-def statement(rows) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["date", "amount", "description", "bank reference", "counter-account"])
-    writer.writerows(rows)
-    return buf.getvalue().encode()
 
 
 def owed(offer):

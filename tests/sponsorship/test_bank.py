@@ -1,4 +1,3 @@
-import csv
 import io
 
 import openpyxl
@@ -8,20 +7,13 @@ from config.exceptions import ApplicationError
 from sponsorship.models import Account, BankStatementLine, DonationStatus, LineStatus, Method
 from sponsorship.services import bank, ledger
 from sponsorship.services.donations import donation_create
+from tests.bank_statements import csv_statement
 
 pytestmark = pytest.mark.django_db
 
 
 def pledge(donor, amount=2_000_000):
     return donation_create(donor=donor, method=Method.BANK, amount_vnd=amount)[0]
-
-
-def csv_statement(rows) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["date", "amount", "description", "bank reference", "counter-account"])
-    writer.writerows(rows)
-    return buf.getvalue().encode()
 
 
 def test_a_pledge_gets_a_short_uppercase_ascii_reference_and_a_vietqr_code(donor_an, settings):

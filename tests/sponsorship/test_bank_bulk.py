@@ -2,9 +2,6 @@
 declares every foreign key it writes and an orphan is still refused; the gift update stays
 a HOT update (no indexed column written); a matched line leaves the open-lines index."""
 
-import csv
-import io
-
 import pytest
 from django.db import IntegrityError, connection, models, transaction
 
@@ -21,20 +18,13 @@ from sponsorship.models import (
 )
 from sponsorship.services import bank, ledger
 from sponsorship.services.donations import donation_create
+from tests.bank_statements import csv_statement as statement
 
 pytestmark = pytest.mark.django_db
 
 
 def pledge(donor, amount=1_000_000):
     return donation_create(donor=donor, method=Method.BANK, amount_vnd=amount)[0]
-
-
-def statement(rows) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["date", "amount", "description", "bank reference", "counter-account"])
-    writer.writerows(rows)
-    return buf.getvalue().encode()
 
 
 # The tables one batch writes (the ledger through post_transfers, the rest in bank.py).
