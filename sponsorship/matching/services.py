@@ -537,10 +537,12 @@ def written_references(run_id: int) -> list:
         Reference("sponsorship_card.renewal_of_id", "sponsorship_card", "SELECT renewal_of_id FROM mcard"),
         Reference("sponsorship_allocation.run_id", "sponsorship_matchingrun", "SELECT %(r)s::bigint", {"r": run_id}),
         Reference("sponsorship_allocation.donation_id", "sponsorship_donation", "SELECT donation_id FROM mpair"),
+        # The cards were inserted by this run's own statement (mcard is its RETURNING).
         Reference(
             "sponsorship_allocation.card_id",
             "sponsorship_card",
             "SELECT c.id FROM mpair p JOIN mcard c USING (member_id)",
+            lock=False,
         ),
     ]
 

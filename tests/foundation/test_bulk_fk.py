@@ -94,3 +94,26 @@ def test_every_trigger_of_ours_fires_always():
         assert cur.fetchall() == [], "add ENABLE ALWAYS for new triggers (see sponsorship 0010)"
         cur.execute("SELECT COUNT(*) FROM pg_trigger WHERE NOT tgisinternal")
         assert cur.fetchone()[0] >= 3  # the ledger and allocation triggers exist at all
+
+
+def test_parents_this_transaction_wrote_are_checked_but_not_locked():
+    """`lock=False` (the matcher's allocations → the cards it just inserted): no lock taken on
+    the parent, and a missing one is still refused."""
+    import psycopg
+    from django.db import connections
+
+    (loc,) = _commune_ids(1)
+    unlocked = Reference(NEW_HH.column, NEW_HH.parent, NEW_HH.ids_sql, lock=False)
+    params = connections["default"].get_connection_params()
+    with transaction.atomic(), connection.cursor() as cur:
+        with set_based_fk_checks(cur, [unlocked]):
+            cur.execute(INSERT_HH, [[loc]])
+        with psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"}) as other:
+            other.execute("SET lock_timeout = '200ms'")
+            other.execute("SELECT id FROM beneficiaries_locality WHERE id = %s FOR UPDATE", [loc])
+            other.rollback()
+        transaction.set_rollback(True)
+    with pytest.raises(IntegrityError, match=r"beneficiaries_household.locality_id: 1 value.*987654321"):
+        with transaction.atomic(), connection.cursor() as cur:
+            with set_based_fk_checks(cur, [unlocked]):
+                cur.execute(INSERT_HH, [[loc, 987_654_321]])

@@ -2,9 +2,9 @@
 (config/bulk_fk.py): every key of both tables must be declared, and an orphan is refused."""
 
 import pytest
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, connection, transaction
 
-from config.bulk_fk import can_skip_row_triggers
+from config.bulk_fk import can_skip_row_triggers, constrained_foreign_keys
 from sponsorship.card_models import Card
 from sponsorship.matching import services
 from sponsorship.matching.models import Allocation, MatchingRun
@@ -12,18 +12,9 @@ from sponsorship.matching.models import Allocation, MatchingRun
 from .conftest import PERIOD, communes, make_gift, make_household
 
 
-def _foreign_keys(model) -> set[tuple[str, str]]:
-    """(table.column, referenced table) of every ForeignKey/OneToOne the model has."""
-    return {
-        (f"{model._meta.db_table}.{f.column}", f.related_model._meta.db_table)
-        for f in model._meta.concrete_fields
-        if isinstance(f, models.ForeignKey)
-    }
-
-
 def test_every_foreign_key_of_the_tables_written_is_declared():
     declared = {(r.column, r.parent) for r in services.written_references(run_id=1)}
-    expected = _foreign_keys(Card) | _foreign_keys(Allocation)
+    expected = set(constrained_foreign_keys(Card, Allocation).items())
     # Card: member, household, locality, renewal_of; Allocation: run, donation, card.
     assert len(expected) == 7
     assert declared == expected
