@@ -216,6 +216,9 @@ LOGGING = {
 # Import files: larger ones are refused with a clear message before anything is written.
 REGISTRY_IMPORT_MAX_BYTES = env.int("CHUNGTAY_IMPORT_MAX_BYTES", default=300 * 2**20)
 REGISTRY_IMPORT_MAX_ROWS = env.int("CHUNGTAY_IMPORT_MAX_ROWS", default=2_000_000)
+# Each import connection's buffers for its working (temporary) tables: a million rows' are a
+# few hundred MB, read several times (PostgreSQL's default, 8 MB, sends every read to the OS).
+CHUNGTAY_IMPORT_TEMP_BUFFERS = env.str("CHUNGTAY_IMPORT_TEMP_BUFFERS", default="1GB")
 
 # --- Donations (issue 4) ----------------------------------------------------------------------
 # Gift limits in VND. The maximum catches typing errors and card-testing; bank transfers

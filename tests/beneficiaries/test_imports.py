@@ -255,3 +255,24 @@ def test_quoted_fields_with_commas_and_line_breaks_keep_the_row_numbers(officer,
 def test_progress_reaches_the_total(officer, thanh_sen):
     job = run(officer, "\n".join([HEADER, *good_rows()]))
     assert (job.rows_done, job.rows_total) == (3, 3)
+
+
+def test_a_household_registered_while_the_import_runs_is_used_not_doubled(officer, thanh_sen, monkeypatch):
+    from beneficiaries.services import imports
+
+    theirs = {}
+    real = imports._TimedCursor.execute
+
+    def execute(self, sql, params=None):
+        out = real(self, sql, params)
+        # Right after the import found HT1 unregistered, someone else registers it.
+        if sql.lstrip().startswith("CREATE TEMP TABLE import_hh"):
+            theirs["hh"] = Household.objects.create(locality=thanh_sen, external_ref="HT1", address="Đăng ký tay")
+        return out
+
+    monkeypatch.setattr(imports._TimedCursor, "execute", execute)
+    job = run(officer, "\n".join([HEADER, *good_rows()]))
+    assert job.status == ImportStatus.DONE, job.error
+    assert job.rows_created == 3
+    assert Household.objects.count() == 1
+    assert set(Member.objects.values_list("household_id", flat=True)) == {theirs["hh"].pk}

@@ -1,0 +1,133 @@
+"""A big CSV is checked in two parts on two connections at once (`imports._SecondHalf`): the
+outcome is the one connection's, to the row numbers in the error file."""
+
+from datetime import date
+
+import pytest
+
+from beneficiaries.models import Household, ImportRowError, ImportStatus, Member
+from beneficiaries.services import imports
+
+from .test_imports import HEADER, pid, run
+
+
+@pytest.fixture(autouse=True)
+def media(tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path
+
+
+@pytest.fixture
+def second_parts(monkeypatch):
+    """Every import of more than one row uses the second connection; records what it gave."""
+    monkeypatch.setattr(imports, "PARALLEL_MIN_ROWS", 2)
+    given = []
+    real = imports._SecondHalf.result
+
+    def result(self):
+        out = real(self)
+        given.append(out)
+        return out
+
+    monkeypatch.setattr(imports._SecondHalf, "result", result)
+    return given
+
+
+def one_connection(monkeypatch):
+    monkeypatch.setattr(imports, "PARALLEL_MIN_ROWS", 10**9)
+
+
+def rows(n: int) -> list[str]:
+    """n rows in households of three, with a bad row, a quoted address with a line break and
+    a near-duplicate every so often, and personal IDs that repeat across the whole file."""
+    out = []
+    for i in range(n):
+        if i and i % 97 == 0:  # the first person again, in another household: refused on this row
+            out.append(out[0].replace("HT0,", f"HT{i // 3},", 1))
+            continue
+        dob = date(1950 + i % 50, 1 + i % 12, 1 + i % 28)
+        sex = "male" if i % 2 else "female"
+        serial = 1000 + i
+        name = f"Người Số {i % 40}"
+        address = f'"Tổ {i}, thôn ""Đông""\nxã X"' if i % 13 == 0 else f"Tổ {i}"
+        sex_vi = "?" if i % 31 == 5 else ("Nam" if sex == "male" else "Nữ")
+        out.append(
+            f"HT{i // 3},{name},{dob:%d/%m/%Y},{sex_vi},{pid(dob, sex, serial)},,Kinh,Con,{address},18073,Hộ cận nghèo,"
+        )
+    return out
+
+
+def outcome(job) -> dict:
+    return {
+        "status": job.status,
+        "counts": (job.rows_total, job.rows_done, job.rows_created, job.rows_failed, job.rows_unchanged),
+        "errors": list(job.row_errors.order_by("row_number", "field").values_list("row_number", "field", "reason")),
+        "members": sorted(
+            Member.objects.values_list(
+                "personal_id",
+                "full_name",
+                "name_ascii",
+                "date_of_birth",
+                "sex",
+                "household__external_ref",
+                "is_possible_duplicate",
+            )
+        ),
+        "households": sorted(Household.objects.values_list("external_ref", "address", "poverty_class")),
+    }
+
+
+def forget_everything():
+    Member.objects.all().delete()
+    Household.objects.all().delete()
+
+
+def test_two_connections_import_what_one_does(officer, thanh_sen, monkeypatch, second_parts):
+    text = "\n".join([HEADER, *rows(900)]) + "\n"
+    one_connection(monkeypatch)
+    alone = outcome(run(officer, text))
+    assert alone["status"] == ImportStatus.DONE and alone["counts"][3] > 20
+    assert ("personal_id" in {f for _r, f, _why in alone["errors"]}) and second_parts == []
+    forget_everything()
+
+    monkeypatch.setattr(imports, "PARALLEL_MIN_ROWS", 2)
+    both = outcome(run(officer, text))
+    assert len(second_parts) == 1 and second_parts[0] is not None and second_parts[0].loaded > 300
+    assert both == alone
+
+
+def test_the_second_part_starts_on_a_line_outside_any_quoted_field(tmp_path):
+    # One address, quoted and spread over many lines, covers the middle of the file.
+    long_address = '"' + "\n".join(f"dòng {k}, có ngoặc" for k in range(400)) + '"'
+    lines = [HEADER, *rows(30), f"HT99,Lê Văn A,01/01/1980,Nam,{pid(date(1980, 1, 1), 'male', 5)},,Kinh,Con,"
+             f"{long_address},18073,,", *rows(30)]  # fmt: skip
+    content = ("\n".join(lines) + "\n").encode()
+    path = tmp_path / "list.csv"
+    path.write_bytes(content)
+    split = imports._scan_csv(str(path))["split"]
+    assert split is not None and content[split - 1 : split] == b"\n"
+    assert content[:split].count(b'"') % 2 == 0
+    assert split > content.index(long_address.encode()) + len(long_address.encode())  # after the quoted field
+
+
+def test_a_second_part_postgres_cannot_read_falls_back_to_one_reader(officer, thanh_sen, monkeypatch, second_parts):
+    # A short row in the second part only: PostgreSQL's CSV reader refuses that part, and
+    # Python's reader then reads the whole file on the import's own connection.
+    body = rows(400)
+    body[350] = "HT999,Thiếu Cột,01/01/1990,Nam"
+    text = "\n".join([HEADER, *body]) + "\n"
+    one_connection(monkeypatch)
+    alone = outcome(run(officer, text))
+    forget_everything()
+
+    monkeypatch.setattr(imports, "PARALLEL_MIN_ROWS", 2)
+    both = outcome(run(officer, text))
+    assert second_parts == [None]
+    assert both == alone and alone["status"] == ImportStatus.DONE
+
+
+def test_bad_encoding_in_the_second_part_fails_the_job_and_writes_nothing(officer, thanh_sen, second_parts):
+    raw = ("\n".join([HEADER, *rows(400)]) + "\n").encode() + "Trần,01/01/1990".encode("utf-16") + b"\n"
+    job = run(officer, raw=raw)
+    assert job.status == ImportStatus.FAILED and "UTF-8" in job.error
+    assert not Member.objects.exists() and not Household.objects.exists()
+    assert not ImportRowError.objects.filter(job=job).exists()
