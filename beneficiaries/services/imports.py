@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import re
 import time
@@ -68,6 +69,8 @@ from ..models import (
     Scheme,
 )
 from .registry import INTAKE_ROLES
+
+logger = logging.getLogger("beneficiaries.imports")
 
 # New members per INSERT, and rows per validation statement (a progress update after each).
 BATCH_ROWS = 100_000
@@ -910,12 +913,15 @@ class _SecondHalf:
         self._offset_set.set()
 
     def result(self) -> _HalfResult | None:
-        """The half's rows; None when PostgreSQL's CSV reader refused its part of the file."""
+        """The half's rows; None when the import's connection has to do that part itself:
+        PostgreSQL's CSV reader refused it, or the second connection failed (could not
+        connect, was cancelled, …: an import does not fail for want of a second core)."""
         self._thread.join()
+        if isinstance(self._error, ImportFileError) and self._error.code == "encoding":
+            raise ImportFileError(_(ENCODING_ERROR), code="encoding") from self._error
         if self._error is not None:
-            if isinstance(self._error, ImportFileError) and self._error.code == "encoding":
-                raise ImportFileError(_(ENCODING_ERROR), code="encoding") from self._error
-            raise self._error
+            logger.warning("import: the second connection failed (%r); one connection does the file", self._error)
+            return None
         return None if self._bad_format else self._result
 
     def abandon(self) -> None:
@@ -1224,11 +1230,13 @@ def _import(cursor, job, ctx, fields, path, scan, records, progress) -> dict:
             second = helper.result()
             LAST_TIMINGS["wait for the second half"] = time.perf_counter() - t0
             if second is None:
-                # Its part is not what PostgreSQL's CSV reader takes: Python's reader reads the
-                # whole file again, on this connection alone.
-                cursor.execute("TRUNCATE import_raw")
+                # This connection reads the second part itself (numbered on from the first), or
+                # if PostgreSQL's CSV reader refuses that part, Python's reader reads the whole
+                # file again; then everything is validated here.
                 cursor.execute("DROP TABLE import_val")
-                _copy_records(cursor, _csv_records(path, scan["delimiter"]), n_columns, progress)
+                if not _copy_file(cursor, path, n_columns, scan["delimiter"], start=split):
+                    cursor.execute("TRUNCATE import_raw")
+                    _copy_records(cursor, _csv_records(path, scan["delimiter"]), n_columns, progress)
                 cursor.execute("SELECT count(*), coalesce(max(row_number), 1) - 1 FROM import_raw")
                 loaded, last_row = cursor.fetchone()
                 total = max(last_row, loaded)

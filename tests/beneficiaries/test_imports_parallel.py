@@ -131,3 +131,29 @@ def test_bad_encoding_in_the_second_part_fails_the_job_and_writes_nothing(office
     assert job.status == ImportStatus.FAILED and "UTF-8" in job.error
     assert not Member.objects.exists() and not Household.objects.exists()
     assert not ImportRowError.objects.filter(job=job).exists()
+
+
+def test_an_import_does_not_fail_when_the_second_connection_does(officer, thanh_sen, monkeypatch, second_parts):
+    # The second connection cannot work (here: its first statement fails as if the server had
+    # no connection slot left); the import's own connection reads and checks that part too.
+    import threading
+
+    from django.db import OperationalError
+
+    text = "\n".join([HEADER, *rows(500)]) + "\n"
+    one_connection(monkeypatch)
+    alone = outcome(run(officer, text))
+    forget_everything()
+
+    real = imports._create_communes
+
+    def create_communes(cursor, ctx):
+        if threading.current_thread().name == "import-second-half":
+            raise OperationalError("sorry, too many clients already")
+        return real(cursor, ctx)
+
+    monkeypatch.setattr(imports, "_create_communes", create_communes)
+    monkeypatch.setattr(imports, "PARALLEL_MIN_ROWS", 2)
+    both = outcome(run(officer, text))
+    assert second_parts == [None]
+    assert both == alone and alone["status"] == ImportStatus.DONE
