@@ -370,4 +370,4 @@ class Receipt(models.Model):
 from .card_models import Card, CardStatus, CardTransition  # noqa: E402,F401  (Django finds models here)
 from .enrollment import models as enrollment_models  # noqa: E402,F401  (enrollment, issue 6)
 from .matching.feature_models import GiftExpiry, Hold, MatchOffer, MatchSettlement, OfferMatch  # noqa: E402,F401
-from .matching.models import Allocation, MatchingRule, MatchingRun, RunStatus  # noqa: E402,F401
+from .matching.models import Allocation, MatchingDemand, MatchingRule, MatchingRun, RunStatus  # noqa: E402,F401

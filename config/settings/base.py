@@ -282,6 +282,9 @@ CHUNGTAY_MATCHING_WORK_MEM = env("CHUNGTAY_MATCHING_WORK_MEM", default="256MB")
 # Households one matching transaction funds at most (the top of the queue); the task re-queues
 # itself for the rest. Bounds how long a run holds its gifts' row locks.
 CHUNGTAY_MATCHING_MAX_HOUSEHOLDS_PER_RUN = env.int("CHUNGTAY_MATCHING_MAX_HOUSEHOLDS_PER_RUN", default=50_000)
+# A province's published waiting queue older than this no longer holds unrestricted money back
+# for it (sponsorship/matching/national.py); every province with work runs every 30 s.
+CHUNGTAY_MATCHING_DEMAND_MAX_AGE_SECONDS = env.int("CHUNGTAY_MATCHING_DEMAND_MAX_AGE_SECONDS", default=600)
 CELERY_BEAT_SCHEDULE["matching-match-all"] = {
     "task": "sponsorship.tasks.match_all",
     "schedule": CHUNGTAY_MATCHING_EVERY_SECONDS,

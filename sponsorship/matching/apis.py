@@ -24,6 +24,9 @@ class MatchingRunListApi(APIView):
         needs = serializers.IntegerField()
         cards_funded = serializers.IntegerField()
         allocations = serializers.IntegerField()
+        capped = serializers.BooleanField()
+        # The lowest household score unrestricted money reached in the run (null: no cutoff).
+        unrestricted_cutoff = serializers.DecimalField(max_digits=14, decimal_places=1, allow_null=True)
         error = serializers.CharField()
 
     @extend_schema(responses=OutputSerializer(many=True))

@@ -60,6 +60,12 @@ class MatchingRun(models.Model):
     allocations = models.PositiveIntegerField(_("allocations"), default=0)
     # The run stopped at CHUNGTAY_MATCHING_MAX_HOUSEHOLDS_PER_RUN: the task queued the next one.
     capped = models.BooleanField(_("stopped at the per-run cap"), default=False)
+    # The lowest household score unrestricted money could reach in this run (national.py): the
+    # provinces' waiting queues together needed all of it above this score. Null: no cutoff
+    # (no unrestricted money, or enough for every queue).
+    unrestricted_cutoff = models.DecimalField(
+        _("unrestricted money: lowest score reached"), max_digits=14, decimal_places=1, null=True, blank=True
+    )
     error = models.TextField(blank=True)
 
     class Meta:
@@ -102,3 +108,23 @@ class Allocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.donation_id}→{self.card_id}: {self.amount_vnd}"
+
+
+class MatchingDemand(models.Model):
+    """A province's waiting queue for a product as its last matching run left it: donor shares
+    waiting by household score (`curve`: [[score rounded to 0.1, VND], …], highest first). The
+    runs of every province read all of them to decide how far down the national priority order
+    unrestricted money reaches (national.py)."""
+
+    province = models.ForeignKey("beneficiaries.Locality", on_delete=models.CASCADE, related_name="+")
+    product = models.CharField(max_length=32)
+    curve = models.JSONField(default=list)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("matching demand")
+        verbose_name_plural = _("matching demands")
+        constraints = [models.UniqueConstraint(fields=["province", "product"], name="matchingdemand_province_product")]
+
+    def __str__(self) -> str:
+        return f"demand {self.province_id} {self.product}"

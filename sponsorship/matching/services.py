@@ -39,6 +39,7 @@ from beneficiaries.models import Member, MemberStatus
 from ..card_models import LIVE_STATUSES
 from ..models import Account
 from ..services.ledger import credit, debit, ledger_post
+from . import national
 from .models import MatchingRule, MatchingRun, RunStatus
 
 logger = logging.getLogger("sponsorship.matching")
@@ -430,6 +431,7 @@ UPDATE mneed SET funded = true WHERE member_id IN (SELECT member_id FROM p)
 """
 
 LOCAL = "locality_id IS NOT NULL AND loc_level IS DISTINCT FROM 'province'"
+ANYWHERE = "locality_id IS NULL"
 
 # A class that may fund every waiting household of the shard (money for the province or for
 # anywhere, no group restriction) funds at most the run's `cap` best-ranked of them: its needs
@@ -467,13 +469,14 @@ def _batches(cur, *, product: str) -> list[tuple]:
     for loc, p, g in sorted(province, key=lambda k: (*specific(k[1], k[2]), k[0])):
         out.append(("locality_id = %(loc)s", "0", "0", {"loc": loc, "product": p, "grp": g}))
     for _loc, p, g in sorted(anywhere, key=lambda k: specific(k[1], k[2])):
-        out.append(("locality_id IS NULL", "0", "0", {"product": p, "grp": g}))
+        out.append((ANYWHERE, "0", "0", {"product": p, "grp": g}))
     return out
 
 
-def pair(cur, *, product: str, cap: int) -> bool:
+def pair(cur, *, product: str, cap: int, cutoff=None) -> bool:
     """Pair every restriction class, funding at most `cap` households in all (the holds'
-    included). Returns whether the run stopped at the cap (more may be left for the next)."""
+    included); unrestricted money only households scoring at least `cutoff` (national.py).
+    Returns whether the run stopped at the cap (more may be left for the next)."""
     # The planner under-estimates the CTEs' row counts (grouped by class) and would join two
     # of them in a nested loop, quadratic in a shard's members; every join here is a hash or
     # merge join of whole sets.
@@ -487,6 +490,10 @@ def pair(cur, *, product: str, cap: int) -> bool:
             capped = True
             break
         bound = BOUND_SQL if fund_cls == "0" and params["grp"] == "" else ""
+        if cutoff is not None and fund_filter == ANYWHERE and params["grp"] == "":
+            # Households further down the national order leave this money to other provinces.
+            bound += " AND round(score, 1) >= %(cutoff)s"
+            params = {**params, "cutoff": cutoff}
         cur.execute(
             PAIR_SQL.format(fund_filter=fund_filter, fund_cls=fund_cls, need_cls=need_cls, bound=bound),
             {**params, "cap": left},
@@ -602,7 +609,10 @@ def match_province(
             from . import hooks
 
             hooks.before_pair(cur, province_id=province_id, product=product, period_start=period_start)
-            capped = bool(money_in and needs) and pair(cur, product=product, cap=cap)
+            # Unrestricted money reaches only as far down as the national order says (national.py).
+            national.publish_demand(cur, province_id=province_id, product=product)
+            cutoff = national.unrestricted_cutoff(cur, province_id=province_id, product=product)
+            capped = bool(money_in and needs) and pair(cur, product=product, cap=cap, cutoff=cutoff)
             allocations = write_cards_and_allocations(
                 cur, run_id=run.pk, product=product, months=months, period_start=period_start, version=rule.version
             )
@@ -621,6 +631,8 @@ def match_province(
                 )
             cur.execute("SELECT COUNT(*) FROM mneed WHERE funded")
             cards = cur.fetchone()[0]
+            if cards:
+                national.publish_demand(cur, province_id=province_id, product=product, funded=True)
             if capped:
                 keep_pass(cur, run=run, key=key, continued=continued)
             else:
@@ -634,6 +646,7 @@ def match_province(
                 cards_funded=cards,
                 allocations=allocations,
                 capped=capped,
+                unrestricted_cutoff=cutoff,
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
             run.refresh_from_db()
