@@ -45,20 +45,50 @@ def _curve(cur, which: str) -> dict[Decimal, int]:
     return {Decimal(s): int(n) for s, n in cur.fetchall()}
 
 
-def publish_demand(cur, *, province_id: int, product: str, funded: bool = False) -> None:
-    """Store the province's waiting queue (before pairing: all of mneed; after: what the run
-    did not fund)."""
-    curve = _curve(cur, "NOT funded" if funded else "true")
-    MatchingDemand.objects.update_or_create(
-        province_id=province_id,
-        product=product,
-        defaults={"curve": [[str(s), n] for s, n in sorted(curve.items(), reverse=True)]},
-    )
+class QueueDemand:
+    """One run's part: publish the province's queue and compute the cutoff at the moment the
+    run reaches its unrestricted money (`cutoff`, called by the pairing before the first class
+    of money for anywhere: by then the province's own restricted money has funded what it
+    could, and the queue is what is left for everyone's money), then publish what the run left
+    (`finish`). One scan of the queue per run; what the run funds is read from its funded rows."""
+
+    def __init__(self, cur, *, province_id: int, product: str):
+        self.cur, self.province_id, self.product = cur, province_id, product
+        self.value: Decimal | None = None  # the cutoff, recorded on the run
+        self._published: dict[Decimal, int] | None = None
+        self._funded_then: dict[Decimal, int] = {}
+
+    def cutoff(self) -> Decimal | None:
+        if self._published is None:
+            self._funded_then = _curve(self.cur, "funded")
+            self._published = self._publish(_curve(self.cur, "NOT funded"))
+            self.value = unrestricted_cutoff(self.cur, product=self.product)
+        return self.value
+
+    def finish(self) -> None:
+        if self._published is None:
+            self._publish(_curve(self.cur, "NOT funded"))
+            return
+        curve = dict(self._published)
+        for score, amount in _curve(self.cur, "funded").items():
+            curve[score] = curve.get(score, 0) - (amount - self._funded_then.get(score, 0))
+        if curve != self._published:
+            self._publish(curve)
+
+    def _publish(self, curve: dict[Decimal, int]) -> dict[Decimal, int]:
+        curve = {s: n for s, n in curve.items() if n > 0}
+        MatchingDemand.objects.update_or_create(
+            province_id=self.province_id,
+            product=self.product,
+            defaults={"curve": [[str(s), n] for s, n in sorted(curve.items(), reverse=True)]},
+        )
+        return curve
 
 
-def unrestricted_cutoff(cur, *, province_id: int, product: str) -> Decimal | None:
+def unrestricted_cutoff(cur, *, product: str) -> Decimal | None:
     """The lowest household score this run may fund with unrestricted money, or None (no such
-    money, or enough of it for every province's queue). Call after publish_demand."""
+    money, or enough of it for every province's queue), from the queues published (this
+    province's just now)."""
     cur.execute(f"SELECT COALESCE(SUM(avail), 0) FROM mfund WHERE {UNRESTRICTED}", {"product": product})
     money = cur.fetchone()[0]
     if not money:

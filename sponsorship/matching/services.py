@@ -473,9 +473,10 @@ def _batches(cur, *, product: str) -> list[tuple]:
     return out
 
 
-def pair(cur, *, product: str, cap: int, cutoff=None) -> bool:
+def pair(cur, *, product: str, cap: int, demand=None) -> bool:
     """Pair every restriction class, funding at most `cap` households in all (the holds'
-    included); unrestricted money only households scoring at least `cutoff` (national.py).
+    included); unrestricted money only households scoring at least the national cutoff
+    (`demand`: national.QueueDemand, asked when the first such class comes).
     Returns whether the run stopped at the cap (more may be left for the next)."""
     # The planner under-estimates the CTEs' row counts (grouped by class) and would join two
     # of them in a nested loop, quadratic in a shard's members; every join here is a hash or
@@ -490,10 +491,12 @@ def pair(cur, *, product: str, cap: int, cutoff=None) -> bool:
             capped = True
             break
         bound = BOUND_SQL if fund_cls == "0" and params["grp"] == "" else ""
-        if cutoff is not None and fund_filter == ANYWHERE and params["grp"] == "":
-            # Households further down the national order leave this money to other provinces.
-            bound += " AND round(score, 1) >= %(cutoff)s"
-            params = {**params, "cutoff": cutoff}
+        if demand is not None and fund_filter == ANYWHERE and params["grp"] == "":
+            cutoff = demand.cutoff()
+            if cutoff is not None:
+                # Households further down the national order leave this money to other provinces.
+                bound += " AND round(score, 1) >= %(cutoff)s"
+                params = {**params, "cutoff": cutoff}
         cur.execute(
             PAIR_SQL.format(fund_filter=fund_filter, fund_cls=fund_cls, need_cls=need_cls, bound=bound),
             {**params, "cap": left},
@@ -610,9 +613,8 @@ def match_province(
 
             hooks.before_pair(cur, province_id=province_id, product=product, period_start=period_start)
             # Unrestricted money reaches only as far down as the national order says (national.py).
-            national.publish_demand(cur, province_id=province_id, product=product)
-            cutoff = national.unrestricted_cutoff(cur, province_id=province_id, product=product)
-            capped = bool(money_in and needs) and pair(cur, product=product, cap=cap, cutoff=cutoff)
+            demand = national.QueueDemand(cur, province_id=province_id, product=product)
+            capped = bool(money_in and needs) and pair(cur, product=product, cap=cap, demand=demand)
             allocations = write_cards_and_allocations(
                 cur, run_id=run.pk, product=product, months=months, period_start=period_start, version=rule.version
             )
@@ -631,8 +633,7 @@ def match_province(
                 )
             cur.execute("SELECT COUNT(*) FROM mneed WHERE funded")
             cards = cur.fetchone()[0]
-            if cards:
-                national.publish_demand(cur, province_id=province_id, product=product, funded=True)
+            demand.finish()
             if capped:
                 keep_pass(cur, run=run, key=key, continued=continued)
             else:
@@ -646,7 +647,7 @@ def match_province(
                 cards_funded=cards,
                 allocations=allocations,
                 capped=capped,
-                unrestricted_cutoff=cutoff,
+                unrestricted_cutoff=demand.value,
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
             run.refresh_from_db()

@@ -89,3 +89,18 @@ def test_the_runs_page_and_api_show_how_far_down_unrestricted_money_reached(clie
     client.force_login(finance)
     page = client.get("/matching/", HTTP_ACCEPT_LANGUAGE="vi").content.decode()
     assert "Tiền không chỉ định: điểm thấp nhất" in page and "<td>180,0</td>" in page  # Vietnamese decimal comma
+
+
+def test_the_cutoff_counts_what_the_province_s_own_restricted_money_just_funded(ha_tinh, donor):
+    # The top household is funded by money given for its commune; the money for anywhere then
+    # reaches the next one in the same run (the queue is read after the restricted money).
+    behind, other = communes(ha_tinh)
+    top = make_household(behind)
+    target_upsert(locality=behind, year=PERIOD.year, type="hi", number=1000, baseline=400)
+    nxt = make_household(other)
+    make_gift(donor, SHARE, locality=behind)
+    make_gift(donor, SHARE)
+    result = run(ha_tinh)
+    assert result.cards_funded == 2 and result.money_left_vnd == 0
+    assert set(Card.objects.values_list("household", flat=True)) == {top.pk, nxt.pk}
+    assert MatchingDemand.objects.get(province=ha_tinh).curve == []
