@@ -261,6 +261,14 @@ def stage_needs(cur, *, province_id: int, product: str, months: int, period_star
 # longer approved are dropped, the rest of the run (exclusions, holds, pairing) is as usual.
 # A run that is not capped drops it; a worker that picks up the re-queued task on another
 # connection simply prices again.
+#
+# A continued run does not copy the queue: mstage itself becomes the run's mneed (renamed for
+# the transaction, so a failed run rolls back to the queue as it was) and goes back to being
+# mstage without its funded rows. Copying it, indexing and analysing the copy took ≈1.5 s per
+# run at a million members. The run's deletions of members it does not fund (no longer
+# approved, excluded, held for others) are for this run only, as with the copy: the trigger
+# keeps those rows in mhidden and keep_pass puts them back, so the queue a run leaves is always
+# the previous one less what was funded.
 PASS_MAX_AGE_SECONDS = 600
 
 
@@ -268,11 +276,11 @@ def _pass_key(*, province_id: int, product: str, period_start: date, rule: Match
     return [province_id, product, period_start, rule.version]
 
 
-def restage_needs_of_pass(cur, *, run: MatchingRun, key: list) -> int | None:
-    """mneed from the shard's pass on this connection, or None when there is none to go on."""
+def pass_continues(cur, *, run: MatchingRun, key: list) -> bool:
+    """Whether this run goes on with the shard's pass kept on this connection (a stale one is ended)."""
     cur.execute("SELECT to_regclass('pg_temp.mstage_key') IS NOT NULL")
     if not cur.fetchone()[0]:
-        return None
+        return False
     cur.execute(
         "SELECT last_run_id FROM mstage_key WHERE province_id = %s AND product = %s AND period = %s "
         "AND rule_version = %s AND staged_at > now() - make_interval(secs => %s)",
@@ -283,34 +291,59 @@ def restage_needs_of_pass(cur, *, run: MatchingRun, key: list) -> int | None:
         MatchingRun.objects.filter(province_id=run.province_id, pk__gt=row[0]).exclude(pk=run.pk).exists()
     ):
         end_pass(cur)
-        return None
+        return False
+    return True
+
+
+def restage_needs_of_pass(cur) -> int:
+    """The pass's queue becomes mneed, less members no longer approved (or gone). Returns members staged."""
+    cur.execute("DROP TABLE mneed")
+    cur.execute("ALTER TABLE mstage RENAME TO mneed")
     cur.execute(
-        f"INSERT INTO mneed ({NEED_COLUMNS}) SELECT {', '.join('s.' + c.strip() for c in NEED_COLUMNS.split(','))} "
-        "FROM mstage s JOIN beneficiaries_member mb ON mb.id = s.member_id WHERE mb.status = 'approved'"
+        "DELETE FROM mneed n WHERE NOT EXISTS (SELECT 1 FROM beneficiaries_member mb "
+        "WHERE mb.id = n.member_id AND mb.status = 'approved')"
     )
-    staged = cur.rowcount
-    cur.execute("CREATE INDEX ON mneed (locality_id)")
-    cur.execute("ANALYZE mneed")
-    return staged
+    dropped = cur.rowcount
+    cur.execute("SELECT queued FROM mstage_key")
+    return cur.fetchone()[0] - dropped
 
 
 def keep_pass(cur, *, run: MatchingRun, key: list, continued: bool) -> None:
     """After a capped run: what it did not fund waits in mstage for the next run."""
     if continued:
-        cur.execute("DELETE FROM mstage WHERE member_id IN (SELECT member_id FROM mneed WHERE funded)")
-    else:
-        end_pass(cur)
-        cur.execute(f"CREATE TEMP TABLE mstage AS SELECT {NEED_COLUMNS} FROM mneed WHERE NOT funded")
-        cur.execute(
-            "CREATE TEMP TABLE mstage_key (province_id bigint, product text, period date, rule_version int, "
-            "last_run_id bigint, staged_at timestamptz)"
-        )
-        cur.execute("INSERT INTO mstage_key VALUES (%s, %s, %s, %s, 0, now())", key)
-    cur.execute("UPDATE mstage_key SET last_run_id = %s", [run.pk])
+        cur.execute("DELETE FROM mneed WHERE funded")
+        funded = cur.rowcount
+        cur.execute(f"WITH h AS (DELETE FROM mhidden RETURNING *) INSERT INTO mneed ({NEED_COLUMNS}, funded) "
+                    f"SELECT {NEED_COLUMNS}, funded FROM h")  # fmt: skip
+        cur.execute("ALTER TABLE mneed RENAME TO mstage")
+        cur.execute("UPDATE mstage_key SET last_run_id = %s, queued = queued - %s", [run.pk, funded])
+        return
+    end_pass(cur)
+    cur.execute("CREATE TEMP TABLE mstage (LIKE mneed INCLUDING DEFAULTS)")
+    cur.execute(f"INSERT INTO mstage ({NEED_COLUMNS}) SELECT {NEED_COLUMNS} FROM mneed WHERE NOT funded")
+    queued = cur.rowcount
+    cur.execute("CREATE INDEX ON mstage (locality_id)")
+    cur.execute("ANALYZE mstage")
+    # Funded rows are deleted by keep_pass; any other deletion is the run's own (see above).
+    cur.execute("CREATE TEMP TABLE mhidden (LIKE mstage)")
+    cur.execute(
+        "CREATE FUNCTION pg_temp.mstage_hidden() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN INSERT INTO mhidden SELECT (OLD).*; RETURN NULL; END $$"
+    )
+    cur.execute(
+        "CREATE TRIGGER mstage_hidden AFTER DELETE ON mstage FOR EACH ROW WHEN (NOT OLD.funded) "
+        "EXECUTE FUNCTION pg_temp.mstage_hidden()"
+    )
+    cur.execute(
+        "CREATE TEMP TABLE mstage_key (province_id bigint, product text, period date, rule_version int, "
+        "last_run_id bigint, staged_at timestamptz, queued bigint)"
+    )
+    cur.execute("INSERT INTO mstage_key VALUES (%s, %s, %s, %s, %s, now(), %s)", [*key, run.pk, queued])
 
 
 def end_pass(cur) -> None:
-    cur.execute("DROP TABLE IF EXISTS mstage, mstage_key")
+    cur.execute("DROP TABLE IF EXISTS mstage, mstage_key, mhidden")
+    cur.execute("DROP FUNCTION IF EXISTS pg_temp.mstage_hidden()")
 
 
 # What each staged gift has left: its own donor_funds credits in the ledger − its allocations,
@@ -602,9 +635,10 @@ def match_province(
             _create_temp_tables(cur)
             money_in = stage_funds(cur, province_id=province_id)
             key = _pass_key(province_id=province_id, product=product, period_start=period_start, rule=rule)
-            needs = restage_needs_of_pass(cur, run=run, key=key)
-            continued = needs is not None
-            if not continued:
+            continued = pass_continues(cur, run=run, key=key)
+            if continued:
+                needs = restage_needs_of_pass(cur)
+            else:
                 needs = stage_needs(
                     cur, province_id=province_id, product=product, months=months, period_start=period_start, rule=rule
                 )
@@ -637,6 +671,8 @@ def match_province(
             if capped:
                 keep_pass(cur, run=run, key=key, continued=continued)
             else:
+                # A continued run's mneed is the pass's session table: it does not go at commit.
+                cur.execute("DROP TABLE IF EXISTS mneed")
                 end_pass(cur)
             MatchingRun.objects.filter(pk=run.pk).update(
                 status=RunStatus.DONE,

@@ -60,3 +60,59 @@ def test_a_run_between_two_capped_runs_makes_the_next_one_price_again(ha_tinh, d
     assert not second.capped and not _stage_kept()
     assert second.needs == 2 and second.cards_funded == 2
     assert Card.objects.count() == 3
+
+
+def test_a_member_suspended_between_capped_runs_is_left_out_and_comes_back_if_approved_again(ha_tinh, donor, make_user):
+    from beneficiaries.models import Member, MemberStatus
+    from beneficiaries.services.review import member_suspend
+    from sponsorship.services.ledger import check_invariants
+
+    commune = communes(ha_tinh)[0]
+    first = make_household(commune, valid_until=None)
+    second = make_household(commune, valid_until=date(2025, 6, 1))
+    third = make_household(commune, valid_until=date(2025, 10, 1))
+    make_gift(donor, 3 * SHARE)
+    run = services.match_province(province_id=ha_tinh.pk, period_start=PERIOD, max_households=1)
+    assert run.capped and _stage_kept()
+    member = second.members.get()
+    member_suspend(user=make_user("front_reviewer", ha_tinh), member=member, reason="moved away")
+    run = services.match_province(province_id=ha_tinh.pk, period_start=PERIOD, max_households=1)
+    # The kept queue goes on without the suspended member: the third household is funded.
+    assert run.capped and run.needs == 1 and run.cards_funded == 1
+    assert set(Card.objects.values_list("household_id", flat=True)) == {first.pk, third.pk}
+    # Leaving one run out does not take a member out of the pass: approved again (set directly,
+    # review has no suspended → approved step), the next run of the same pass funds them.
+    Member.objects.filter(pk=member.pk).update(status=MemberStatus.APPROVED)
+    run = services.match_province(province_id=ha_tinh.pk, period_start=PERIOD, max_households=1)
+    assert run.needs == 1 and run.cards_funded == 1
+    assert Card.objects.filter(household=second).exists()
+    run = services.match_province(province_id=ha_tinh.pk, period_start=PERIOD, max_households=1)
+    assert not run.capped and run.needs == 0 and not _stage_kept()
+    assert check_invariants() == []
+
+
+def test_money_refunded_between_capped_runs_is_not_spent_by_the_next(ha_tinh, donor):
+    from sponsorship.matching.models import Allocation, MatchingRun
+    from sponsorship.services.ledger import check_invariants
+
+    from .test_unmatch import card_gift, refund
+
+    commune = communes(ha_tinh)[0]
+    first = make_household(commune, valid_until=None)
+    second = make_household(commune, valid_until=date(2025, 6, 1))
+    make_household(commune, valid_until=date(2025, 10, 1))
+    spent = card_gift(donor, SHARE)  # paid first: all of it funds the first household
+    later = card_gift(donor, 2 * SHARE)
+    run = services.match_province(province_id=ha_tinh.pk, period_start=PERIOD, max_households=1)
+    assert run.capped and _stage_kept()
+    assert Allocation.objects.filter(donation=spent).count() == 1
+    refund(later, SHARE)  # money not yet allocated: nothing is un-matched
+    assert MatchingRun.objects.count() == 1  # the pass goes on
+    run = services.match_province(province_id=ha_tinh.pk, period_start=PERIOD, max_households=1)
+    assert run.money_in_vnd == SHARE and run.cards_funded == 1 and run.capped
+    run = services.match_province(province_id=ha_tinh.pk, period_start=PERIOD, max_households=1)
+    # The refunded half is gone: the third household waits for new money.
+    assert run.money_in_vnd == 0 and run.cards_funded == 0 and not run.capped
+    assert set(Card.objects.values_list("household_id", flat=True)) == {first.pk, second.pk}
+    assert sum(Allocation.objects.filter(donation=later).values_list("amount_vnd", flat=True)) == SHARE
+    assert check_invariants() == []
