@@ -139,7 +139,7 @@ NEED_COLUMNS = (
 
 
 def _create_temp_tables(cur) -> None:
-    cur.execute("DROP TABLE IF EXISTS mneed, mfund, mpair, mgap, mcap, mcard")
+    cur.execute("DROP TABLE IF EXISTS mneed, mfund, mpair, mgap, mcap, mcard, mgone")
     cur.execute(
         "CREATE TEMP TABLE mneed (household_id bigint, member_id bigint, locality_id bigint, grp text, "
         "premium bigint, state_share bigint, province_share bigint, donor_share bigint, ladder_position int, "
@@ -156,6 +156,8 @@ def _create_temp_tables(cur) -> None:
     )
     cur.execute("CREATE TEMP TABLE mgap (locality_id bigint PRIMARY KEY, gap numeric) ON COMMIT DROP")
     cur.execute("CREATE TEMP TABLE mcap (households bigint) ON COMMIT DROP")
+    # Gifts staged with nothing left (kept by a capped run for the rest of its pass: mspent).
+    cur.execute("CREATE TEMP TABLE mgone (donation_id bigint) ON COMMIT DROP")
     # The cards this run wrote, as written (RETURNING): the allocations join them, and their
     # foreign keys are verified from them (config/bulk_fk.py).
     cur.execute(
@@ -316,6 +318,7 @@ def keep_pass(cur, *, run: MatchingRun, key: list, continued: bool) -> None:
         cur.execute(f"WITH h AS (DELETE FROM mhidden RETURNING *) INSERT INTO mneed ({NEED_COLUMNS}, funded) "
                     f"SELECT {NEED_COLUMNS}, funded FROM h")  # fmt: skip
         cur.execute("ALTER TABLE mneed RENAME TO mstage")
+        cur.execute(SPENT_SQL)
         cur.execute("UPDATE mstage_key SET last_run_id = %s, queued = queued - %s", [run.pk, funded])
         return
     end_pass(cur)
@@ -334,6 +337,8 @@ def keep_pass(cur, *, run: MatchingRun, key: list, continued: bool) -> None:
         "CREATE TRIGGER mstage_hidden AFTER DELETE ON mstage FOR EACH ROW WHEN (NOT OLD.funded) "
         "EXECUTE FUNCTION pg_temp.mstage_hidden()"
     )
+    cur.execute("CREATE TEMP TABLE mspent (donation_id bigint PRIMARY KEY)")
+    cur.execute(SPENT_SQL)
     cur.execute(
         "CREATE TEMP TABLE mstage_key (province_id bigint, product text, period date, rule_version int, "
         "last_run_id bigint, staged_at timestamptz, queued bigint)"
@@ -341,8 +346,16 @@ def keep_pass(cur, *, run: MatchingRun, key: list, continued: bool) -> None:
     cur.execute("INSERT INTO mstage_key VALUES (%s, %s, %s, %s, %s, now(), %s)", [*key, run.pk, queued])
 
 
+# The gifts this run left with nothing (or had nothing when staged): the rest of the pass does
+# not stage or lock them.
+SPENT_SQL = (
+    "INSERT INTO mspent SELECT donation_id FROM mgone UNION SELECT donation_id FROM mfund WHERE avail <= 0 "
+    "ON CONFLICT DO NOTHING"
+)
+
+
 def end_pass(cur) -> None:
-    cur.execute("DROP TABLE IF EXISTS mstage, mstage_key, mhidden")
+    cur.execute("DROP TABLE IF EXISTS mstage, mstage_key, mhidden, mspent")
     cur.execute("DROP FUNCTION IF EXISTS pg_temp.mstage_hidden()")
 
 
@@ -363,22 +376,27 @@ WHERE f2.donation_id = f.donation_id
 """
 
 
-def stage_funds(cur, *, province_id: int) -> int:
+def stage_funds(cur, *, province_id: int, continued: bool = False) -> int:
     """The gifts that can reach this province and have money left, row-locked (SKIP LOCKED:
     a gift another worker is using is left for later), with what each has left.
 
     What is left is read once without locks, so that gifts already spent are not locked (a
-    row lock writes the row), then again under the lock, which is what counts."""
+    row lock writes the row), then again under the lock, which is what counts. A run that goes
+    on with its pass leaves out instead the gifts the pass found spent (mspent) and reads once:
+    a gift spent since by another province's run is locked for nothing, and one that got money
+    back meanwhile waits for the pass to end, as a gift skipped because it was locked does."""
     cur.execute(
         "INSERT INTO mfund (donation_id, locality_id, loc_level, product, grp, fund, paid_at) "
         "SELECT d.id, d.locality_id, l.level, d.product, d.beneficiary_group, d.fund_key, d.paid_at "
         "FROM sponsorship_donation d LEFT JOIN beneficiaries_locality l ON l.id = d.locality_id "
-        "WHERE d.status = ANY(%s) AND (d.locality_id IS NULL OR l.province_id = %s)",
+        "WHERE d.status = ANY(%s) AND (d.locality_id IS NULL OR l.province_id = %s)"
+        + (" AND NOT EXISTS (SELECT 1 FROM mspent s WHERE s.donation_id = d.id)" if continued else ""),
         [list(PAID), province_id],
     )
     cur.execute("ANALYZE mfund")
-    cur.execute(AVAIL_SQL)
-    cur.execute("DELETE FROM mfund WHERE avail <= 0")
+    if not continued:
+        cur.execute(AVAIL_SQL)
+        cur.execute(GONE_SQL)
     cur.execute(
         "WITH locked AS (SELECT d.id FROM sponsorship_donation d WHERE d.id IN (SELECT donation_id FROM mfund) "
         "  AND d.status = ANY(%s) FOR UPDATE OF d SKIP LOCKED) "
@@ -386,9 +404,15 @@ def stage_funds(cur, *, province_id: int) -> int:
         [list(PAID)],
     )
     cur.execute(AVAIL_SQL)
-    cur.execute("DELETE FROM mfund WHERE avail <= 0")
+    cur.execute(GONE_SQL)
     cur.execute("SELECT COALESCE(SUM(avail), 0) FROM mfund")
     return cur.fetchone()[0]
+
+
+GONE_SQL = (
+    "WITH gone AS (DELETE FROM mfund WHERE avail <= 0 RETURNING donation_id) "
+    "INSERT INTO mgone SELECT donation_id FROM gone"
+)
 
 
 # Pair restriction classes' gifts with the households they may fund, in one statement per
@@ -633,9 +657,9 @@ def match_province(
             cur.execute("SELECT set_config('jit', 'off', true)")
             run = MatchingRun.objects.create(province_id=province_id, rule=rule)
             _create_temp_tables(cur)
-            money_in = stage_funds(cur, province_id=province_id)
             key = _pass_key(province_id=province_id, product=product, period_start=period_start, rule=rule)
             continued = pass_continues(cur, run=run, key=key)
+            money_in = stage_funds(cur, province_id=province_id, continued=continued)
             if continued:
                 needs = restage_needs_of_pass(cur)
             else:
