@@ -138,7 +138,7 @@ def _stripe_env(base, settings, **extra):
 
 
 def test_a_worker_killed_mid_reconciliation_is_requeued_and_the_books_are_exact(
-    start_worker, publish, table_lock, admin_sql, stripe_emulator, make_user, settings
+    start_worker, publish, admin_sql, stripe_emulator, make_user, settings
 ):
     import os
     import signal
@@ -158,17 +158,31 @@ def test_a_worker_killed_mid_reconciliation_is_requeued_and_the_books_are_exact(
         return Donation.objects.filter(pk__in=ids, status="succeeded").count()
 
     worker = start_worker("w_rec", **_stripe_env(stripe_emulator, settings, CHUNGTAY_STRIPE_RECONCILE_BATCH="2"))
+    # The gift in the middle is row-locked before the reconciler starts: it repairs the gifts
+    # it pages before that one and then waits for the lock, in the middle whatever order it
+    # pages in. (Taking a table lock once the first pages were repaired raced the reconciler:
+    # on a busy box it had sometimes repaired everything before the lock was in place.)
+    import psycopg
+
+    from .conftest import _conninfo
+
+    lock = psycopg.connect(**_conninfo())
+    lock.execute("SELECT 1 FROM sponsorship_donation WHERE id = %s FOR UPDATE", [ids[n // 2]])
     publish(tasks.stripe_reconcile)
-    wait_until(lambda: paid() >= 2, 60, "the reconciler to repair its first pages")
-    lock = table_lock("sponsorship_ledgertransaction")
-    wait_until(lambda: _waiting_on_lock(admin_sql, "w_rec"), 30, "the reconciler to wait on its next posting")
+    try:
+        wait_until(lambda: _waiting_on_lock(admin_sql, "w_rec"), 60, "the reconciler to reach the locked gift")
+    except AssertionError:
+        lock.rollback()
+        lock.close()
+        raise
     at_kill = paid()
     assert 0 < at_kill < n  # really in the middle
     # The OOM killer's way: the pool process dies, the worker's main process lives and, with
     # acks_late + reject_on_worker_lost, puts the message back at once.
     for pid in worker.children():
         os.kill(pid, signal.SIGKILL)
-    lock.release()
+    lock.rollback()
+    lock.close()
     wait_until(lambda: paid() == n, 90, "every payment to be repaired", 0.5)
     assert "WorkerLostError" in worker.output() or "exited with 'signal 9" in worker.output()
     assert LedgerTransaction.objects.filter(kind="card_paid", donation_id__in=ids).count() == n
