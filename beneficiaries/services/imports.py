@@ -845,6 +845,12 @@ def _copy_file(cursor, path: str, n_columns: int, delimiter: str, start: int = 0
     return True
 
 
+def _loaded(cursor) -> tuple[int, int]:
+    """(rows in import_raw, the last data row's number less one: the rows the file had)."""
+    cursor.execute("SELECT count(*), coalesce(max(row_number), 1) - 1 FROM import_raw")
+    return cursor.fetchone()
+
+
 def _copy_records(cursor, records, n_columns: int, progress) -> None:
     """Python-parsed rows (XLSX, or CSV that PostgreSQL's reader refused) into import_raw."""
     cols = ", ".join(f"c{i}" for i in range(n_columns))
@@ -946,16 +952,13 @@ class _SecondHalf:
             # This thread's own connection (Django opens one per thread), closed at the end.
             with transaction.atomic(), connection.cursor() as cursor:
                 self._pg = cursor.cursor.connection
-                cursor.execute("SET LOCAL work_mem = '256MB'")
-                cursor.execute("SET LOCAL jit = off")
-                _local_buffers(cursor)
+                _prepare_session(cursor)
                 _create_communes(cursor, ctx)
                 _create_raw(cursor, n_columns)
                 if not _copy_file(cursor, path, n_columns, delimiter, start=start):
                     self._bad_format = True
                     return
-                cursor.execute("SELECT count(*), coalesce(max(row_number), 1) - 1 FROM import_raw")
-                loaded, last_local = cursor.fetchone()
+                loaded, last_local = _loaded(cursor)
                 _validate_rows(cursor, fields, n_columns, params)
                 self._offset_set.wait()
                 if self._abandoned:
@@ -1173,11 +1176,17 @@ def _references(job: ImportJob) -> list[Reference]:
     ]
 
 
-def _local_buffers(cursor) -> None:
-    """Room for the working tables in this backend's own buffers. They are temporary tables,
-    kept in `temp_buffers` (8 MB by default), and a million rows' validation table is a few
-    hundred MB that later steps read five times. PostgreSQL accepts the setting only before
-    the session's first temporary table: a reused connection keeps what it had."""
+def _prepare_session(cursor) -> None:
+    """The settings of a connection that runs the import's SQL (the import's own and the
+    second part's)."""
+    # Sorts and hashes over a million rows stay in memory instead of spilling to disk.
+    cursor.execute("SET LOCAL work_mem = '256MB'")
+    # JIT-compiling the validation's expressions costs more than it saves (measured: +15 %).
+    cursor.execute("SET LOCAL jit = off")
+    # Room for the working tables in this backend's own buffers. They are temporary tables,
+    # kept in `temp_buffers` (8 MB by default), and a million rows' validation table is a few
+    # hundred MB that later steps read five times. PostgreSQL accepts the setting only before
+    # the session's first temporary table: a reused connection keeps what it had.
     try:
         with transaction.atomic():
             cursor.execute("SET temp_buffers = %s", [settings.CHUNGTAY_IMPORT_TEMP_BUFFERS])
@@ -1189,11 +1198,7 @@ def _import(cursor, job, ctx, fields, path, scan, records, progress) -> dict:
     user, now = job.created_by, timezone.now()
     m, h = Member._meta.db_table, Household._meta.db_table
     n_columns = len(fields)
-    # Sorts and hashes over a million rows stay in memory instead of spilling to disk.
-    cursor.execute("SET LOCAL work_mem = '256MB'")
-    # JIT-compiling the validation's expressions costs more than it saves (measured: +15 %).
-    cursor.execute("SET LOCAL jit = off")
-    _local_buffers(cursor)
+    _prepare_session(cursor)
     _create_communes(cursor, ctx)
     _create_raw(cursor, n_columns)
     params = _sql_params(ctx, _messages())
@@ -1215,8 +1220,7 @@ def _import(cursor, job, ctx, fields, path, scan, records, progress) -> dict:
         if records is not None:
             _copy_records(cursor, records, n_columns, progress)
         LAST_TIMINGS["COPY the file"] = time.perf_counter() - t0
-        cursor.execute("SELECT count(*), coalesce(max(row_number), 1) - 1 FROM import_raw")
-        loaded, last_row = cursor.fetchone()
+        loaded, last_row = _loaded(cursor)
         total = max(last_row, loaded, scan["total"] if helper is not None else 0)
         if helper is not None:
             helper.number_after(last_row)
@@ -1237,8 +1241,7 @@ def _import(cursor, job, ctx, fields, path, scan, records, progress) -> dict:
                 if not _copy_file(cursor, path, n_columns, scan["delimiter"], start=split):
                     cursor.execute("TRUNCATE import_raw")
                     _copy_records(cursor, _csv_records(path, scan["delimiter"]), n_columns, progress)
-                cursor.execute("SELECT count(*), coalesce(max(row_number), 1) - 1 FROM import_raw")
-                loaded, last_row = cursor.fetchone()
+                loaded, last_row = _loaded(cursor)
                 total = max(last_row, loaded)
                 _validate_rows(cursor, fields, n_columns, params)
             else:
