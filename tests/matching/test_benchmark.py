@@ -22,3 +22,10 @@ def test_matching_benchmark_verifies_and_cleans_up(db):
     assert any("ratio to COPY" in line for line in lines[:-1])
     assert not Household.objects.filter(external_ref__startswith="BENCHM-").exists()
     assert not Card.objects.exists() and not Donation.objects.exists()
+    # The write floor wrote exactly the run's output again, into copies that are gone.
+    assert figures["write_floor_rows"] == {
+        "sponsorship_card": figures["cards_funded"],
+        "sponsorship_allocation": figures["allocations"],
+    }
+    assert figures["write_floor_s"] > 0 and figures["seconds_at_goal"] > 0
+    assert any("writing the cards + allocations alone" in line for line in lines[:-1])
