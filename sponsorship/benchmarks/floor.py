@@ -53,4 +53,5 @@ def write_floor(sources: list[tuple[str, str, dict | None]], repeat: int = 3) ->
                 raise _Rollback
         except _Rollback:
             pass
-    return {"seconds": statistics.median(samples), "samples": [round(s, 3) for s in samples], "rows": rows, "indexes": indexes}
+    samples_s = [round(s, 3) for s in samples]
+    return {"seconds": statistics.median(samples), "samples": samples_s, "rows": rows, "indexes": indexes}
