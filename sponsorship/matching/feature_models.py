@@ -133,6 +133,10 @@ class OfferMatch(models.Model):
     # Given back when the gift it matched was refunded or lost in a dispute (offers.py,
     # `match_shrink`): the business owes amount − returned, and the cap gets it back.
     returned_vnd = models.BigIntegerField(_("given back (VND)"), default=0)
+    # Taken back up when the gift got its money back (a dispute won: offers.py,
+    # `matches_regrow`), in total over the match's life. returned − restored moves both ways;
+    # each of the two only grows, so the ledger keys built from them never repeat.
+    restored_vnd = models.BigIntegerField(_("matched again (VND)"), default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -143,6 +147,7 @@ class OfferMatch(models.Model):
                 condition=Q(returned_vnd__gte=0) & Q(returned_vnd__lte=models.F("amount_vnd")),
                 name="offermatch_returned_within_amount",
             ),
+            models.CheckConstraint(condition=Q(restored_vnd__gte=0), name="offermatch_restored_not_negative"),
         ]
 
     def __str__(self) -> str:

@@ -28,6 +28,9 @@ def money_recomputed(donation) -> None:
         unmatch.release_excess(donation=donation)
         # A gift that was matched by an offer shrinks its match in proportion.
         offers.matches_shrink(source=donation)
+    # Money back after a loss (a dispute won, even on a gift partly refunded): a match that
+    # shrank grows back as far as the gift's money now allows.
+    offers.matches_regrow(source=donation)
     if donation.amount_received_vnd > 0:
         offers.gift_cleared(donation_ids=[donation.pk])
         triggers.money_cleared(donation_ids=[donation.pk])

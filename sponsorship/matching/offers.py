@@ -163,7 +163,7 @@ def matches_shrink(*, source: Donation) -> list[OfferMatch]:
     rules as for any refund (unmatch.release_excess: cards not sent go back to the queue, sent
     ones are flagged). The target is recomputed from the ledger (the gift's money now × ratio,
     never above the original match), so the same refund event twice gives back nothing more.
-    A match never grows back (a dispute won later does not retake the cap). Returns the
+    If the gift gets its money back (a dispute won), `matches_regrow` undoes this. Returns the
     matches that shrank."""
     from . import unmatch
 
@@ -180,8 +180,9 @@ def matches_shrink(*, source: Donation) -> list[OfferMatch]:
         m.save(update_fields=["returned_vnd"])
         matched = Donation.objects.select_for_update().get(pk=m.matched_id)
         ledger_post(
-            # Keyed by the total given back so far: it only grows, so each step has its own key.
-            key=f"match_reduced:{m.pk}:{m.returned_vnd}",
+            # Keyed by the total ever given back (what is given back now plus what was matched
+            # again since): it only grows, so each step has its own key.
+            key=f"match_reduced:{m.pk}:{m.returned_vnd + m.restored_vnd}",
             kind="match_reduced",
             donation=matched,
             memo=f"{m.offer.name}: {source.reference} lost money ({source.status})",
@@ -198,3 +199,65 @@ def matches_shrink(*, source: Donation) -> list[OfferMatch]:
         unmatch.release_excess(donation=matched)
         shrunk.append(m)
     return shrunk
+
+
+# Takes up to %(want)s of what is left under the cap, whether or not the offer still matches
+# new gifts: the business pledged this match when it matched the gift.
+RETAKE_SQL = """
+WITH o AS (SELECT id, used_vnd AS old FROM sponsorship_matchoffer WHERE id = %(id)s FOR UPDATE)
+UPDATE sponsorship_matchoffer m SET used_vnd = m.used_vnd + LEAST(%(want)s, m.cap_vnd - m.used_vnd)
+FROM o WHERE m.id = o.id AND m.used_vnd < m.cap_vnd
+RETURNING m.used_vnd - o.old
+"""
+
+
+def matches_regrow(*, source: Donation) -> list[OfferMatch]:
+    """A matched gift got money back after its match shrank (a dispute won, funds
+    reinstated; `source` is locked by the payment path): each of its matches grows back toward
+    the gift's money now × ratio, never above the original match, taking the cap share again
+    (as much as is left: offers are first come, first served, and the cap may have gone to
+    other gifts meanwhile). The ledger re-posts the pledge (Dr match_pledges / Cr
+    donor_funds[the matched gift's fund], kind `match_restored`, attributed to the matched
+    gift), and the matched gift is paid again, so the matcher spends it. The target is read
+    from the ledger, so the same event twice matches nothing more. Returns the matches that
+    grew."""
+    from . import triggers, unmatch
+
+    matches = OfferMatch.objects.select_for_update().filter(source=source, returned_vnd__gt=0)
+    if not matches.exists():
+        return []
+    grown = []
+    money = max(unmatch.gift_cleared_money(source.pk), 0)
+    for m in matches.select_related("offer").order_by("pk"):
+        target = min(m.amount_vnd, int((Decimal(money) * m.offer.ratio).to_integral_value(rounding=ROUND_DOWN)))
+        want = target - (m.amount_vnd - m.returned_vnd)
+        if want <= 0:
+            continue
+        with connection.cursor() as cur:
+            cur.execute(RETAKE_SQL, {"id": m.offer_id, "want": want})
+            row = cur.fetchone()
+        if not row or row[0] <= 0:
+            logger.info("match %s cannot grow back: offer %s has no cap left", m.pk, m.offer_id)
+            continue
+        delta = int(row[0])
+        m.returned_vnd -= delta
+        m.restored_vnd += delta
+        m.save(update_fields=["returned_vnd", "restored_vnd"])
+        matched = Donation.objects.select_for_update().get(pk=m.matched_id)
+        ledger_post(
+            key=f"match_restored:{m.pk}:{m.restored_vnd}",
+            kind="match_restored",
+            donation=matched,
+            memo=f"{m.offer.name}: {source.reference} got its money back ({source.status})",
+            entries=[debit(Account.MATCH_PLEDGES, delta), credit(Account.DONOR_FUNDS, delta, matched.fund_key)],
+        )
+        matched.amount_refunded_vnd = m.returned_vnd
+        transition(
+            matched,
+            DonationStatus.PARTIALLY_REFUNDED if m.returned_vnd else DonationStatus.SUCCEEDED,
+            f"matched gift {source.reference} got its money back",
+        )
+        matched.save(update_fields=["amount_refunded_vnd", "status"])
+        triggers.money_cleared(donation_ids=[matched.pk])
+        grown.append(m)
+    return grown

@@ -23,7 +23,9 @@ ALLOWED = {
     S.PARTIALLY_PAID: {S.SUCCEEDED, S.PARTIALLY_REFUNDED, S.REFUNDED, S.DISPUTED},
     S.SUCCEEDED: {S.PARTIALLY_PAID, S.PARTIALLY_REFUNDED, S.REFUNDED, S.DISPUTED},
     S.PARTIALLY_REFUNDED: {S.SUCCEEDED, S.REFUNDED, S.DISPUTED},
-    S.REFUNDED: {S.PARTIALLY_REFUNDED, S.DISPUTED},
+    # Back to succeeded: a business's matched gift given back in full and matched again in
+    # full when the gift it matched won its dispute (matching/offers.py, matches_regrow).
+    S.REFUNDED: {S.SUCCEEDED, S.PARTIALLY_REFUNDED, S.DISPUTED},
     S.DISPUTED: {S.SUCCEEDED, S.PARTIALLY_REFUNDED, S.REFUNDED},
     S.CANCELED: _MONEY,  # money that arrives anyway is still money
 }

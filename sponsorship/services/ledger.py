@@ -278,12 +278,14 @@ def _check_invariants() -> list[tuple[str, str]]:
         .values_list("transaction__kind", "s")
     )
     # "match_pledged": a business's match of a gift (matching/offers.py) is money received;
-    # "match_reduced" gives part of it back when the matched gift was refunded or disputed.
+    # "match_reduced" gives part of it back when the matched gift was refunded or disputed,
+    # "match_restored" takes it up again when that gift got its money back (a dispute won).
     received = -(
         by_kind.get("card_paid", 0)
         + by_kind.get("bank_paid", 0)
         + by_kind.get("match_pledged", 0)
         + by_kind.get("match_reduced", 0)
+        + by_kind.get("match_restored", 0)
     )
     # "match_settled": a business's payment of its match pledges (matching/settlement.py) came
     # in as a gift (card_paid / bank_paid) and moved on to match_pledges: it is not donor money.
@@ -296,7 +298,7 @@ def _check_invariants() -> list[tuple[str, str]]:
     funds = natural_balance(Account.DONOR_FUNDS)
     known = {"card_paid", "bank_paid", "allocation", "reject", "refund", "dispute", "dispute_reinstated"}
     known |= {"match_pledged", "unmatch", "redirect"}  # matching features; "redirect" nets to zero
-    known |= {"match_reduced", "match_settled"}
+    known |= {"match_reduced", "match_restored", "match_settled"}
     other = sum(v for k, v in by_kind.items() if k not in known)
     if other or funds != received - allocated - refunded - disputed - settled:
         problems.append(

@@ -1,7 +1,8 @@
 """A refunded (fully or partly) or disputed individual gift shrinks the business's match in
 proportion: the cap share comes back, the pledge is reversed in the ledger (Dr donor_funds /
 Cr match_pledges), and the matched money's cards are un-matched by the same rules as any
-refund. Refunds and disputes go through the real appliers (and the Stripe emulator)."""
+refund. A dispute won gives the gift its money back, and the match grows back as far as the
+cap still allows. Refunds and disputes go through the real appliers (and the Stripe emulator)."""
 
 from decimal import Decimal
 
@@ -113,7 +114,7 @@ def test_the_same_refund_event_twice_gives_back_nothing_more(ha_tinh, donor, bus
     assert check_invariants() == []
 
 
-def test_a_lost_dispute_takes_back_the_match_and_a_won_one_does_not_regrow_it(ha_tinh, donor, business):
+def test_a_lost_dispute_takes_back_the_match(ha_tinh, donor, business):
     offer = make_offer(business)
     gift, m = matched_card_gift(donor, offer, SHARE, communes(ha_tinh)[0])
     dispute = {"id": f"dp_{gift.pk}", "amount": SHARE, "charge": gift.stripe_charge_id, "status": "needs_response",
@@ -126,6 +127,79 @@ def test_a_lost_dispute_takes_back_the_match_and_a_won_one_does_not_regrow_it(ha
     assert m.returned_vnd == SHARE and offer.used_vnd == 0
     assert natural_balance("match_pledges") == 0
     assert Donation.objects.get(pk=m.matched_id).status == "refunded"
+    assert check_invariants() == []
+
+
+def dispute_of(gift, dispute_id, amount=SHARE):
+    dispute = {"id": dispute_id, "amount": amount, "charge": gift.stripe_charge_id, "status": "needs_response",
+               "metadata": {"donation_id": str(gift.pk)}}  # fmt: skip
+    apply_dispute(dispute, event_type="charge.dispute.created")
+    return dispute
+
+
+def won(dispute):
+    apply_dispute({**dispute, "status": "won"}, event_type="charge.dispute.closed")
+
+
+def test_a_won_dispute_grows_the_match_back_and_its_money_funds_cards_again(ha_tinh, donor, business):
+    commune = communes(ha_tinh)[0]
+    make_household(commune, size=2)
+    offer = make_offer(business)
+    gift, m = matched_card_gift(donor, offer, SHARE, commune)
+    assert run(ha_tinh).cards_funded == 2  # the gift and its match pay a household of two
+    dispute = dispute_of(gift, f"dp_{gift.pk}")
+    m.refresh_from_db()
+    assert m.returned_vnd == SHARE and natural_balance("match_pledges") == 0
+    assert set(Card.objects.values_list("status", flat=True)) == {"unmatched"}
+
+    won(dispute)
+    txs = LedgerTransaction.objects.count()
+    won(dispute)  # replayed: nothing more
+    assert LedgerTransaction.objects.count() == txs
+    m.refresh_from_db()
+    offer.refresh_from_db()
+    assert (m.returned_vnd, m.restored_vnd, m.current_vnd) == (0, SHARE, SHARE)
+    assert offer.used_vnd == SHARE and natural_balance("match_pledges") == SHARE  # the business owes it again
+    matched = Donation.objects.get(pk=m.matched_id)
+    assert (matched.status, matched.amount_refunded_vnd) == ("succeeded", 0)
+    assert LedgerTransaction.objects.filter(kind="match_restored", donation=matched).count() == 1
+    assert check_invariants() == []
+    # Both gifts' money funds the household again.
+    assert run(ha_tinh).cards_funded == 2
+    assert check_invariants() == []
+
+
+def test_a_second_dispute_after_a_won_one_shrinks_the_match_again(ha_tinh, donor, business):
+    offer = make_offer(business)
+    gift, m = matched_card_gift(donor, offer, SHARE, communes(ha_tinh)[0])
+    won(dispute_of(gift, "dp_first"))
+    dispute_of(gift, "dp_second")
+    m.refresh_from_db()
+    offer.refresh_from_db()
+    # Its own ledger step (the first shrink's key is not reused), so the books are exact.
+    assert (m.returned_vnd, m.restored_vnd) == (SHARE, SHARE) and offer.used_vnd == 0
+    assert natural_balance("match_pledges") == 0
+    assert LedgerTransaction.objects.filter(kind="match_reduced").count() == 2
+    assert Donation.objects.get(pk=m.matched_id).status == "refunded"
+    assert check_invariants() == []
+
+
+def test_a_match_grows_back_only_as_far_as_the_cap_left_allows(ha_tinh, donor, business, make_user):
+    commune = communes(ha_tinh)[0]
+    offer = make_offer(business, cap=SHARE + 100_000)
+    gift, m = matched_card_gift(donor, offer, SHARE, commune)
+    dispute = dispute_of(gift, f"dp_{gift.pk}")
+    # Meanwhile another gift takes the cap share the dispute freed.
+    other, m2 = matched_card_gift(make_user("donor"), offer, SHARE, commune)
+    assert m2.amount_vnd == SHARE
+    won(dispute)
+    m.refresh_from_db()
+    offer.refresh_from_db()
+    assert offer.used_vnd == offer.cap_vnd
+    assert (m.current_vnd, m.returned_vnd) == (100_000, SHARE - 100_000)
+    matched = Donation.objects.get(pk=m.matched_id)
+    assert (matched.status, matched.amount_refunded_vnd) == ("partially_refunded", SHARE - 100_000)
+    assert natural_balance("match_pledges") == SHARE + 100_000
     assert check_invariants() == []
 
 
