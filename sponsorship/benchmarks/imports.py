@@ -231,7 +231,7 @@ def run(options, out) -> dict:
         "ratio_to_copy": round(rate / copy, 4),
         "copy_file_rows_per_s": round(copy_file),
         "ratio_to_copy_file": round(rate / copy_file, 4),
-        "write_floor_s": round(floor["seconds"], 2),
+        "write_floor_s": round(floor["seconds"], 3),
         "write_floor_s_samples": floor["samples"],
         "write_floor_rows": floor["rows"],
         "write_floor_ratio_to_copy": round(rows / floor["seconds"] / copy, 4),

@@ -27,5 +27,5 @@ def test_matching_benchmark_verifies_and_cleans_up(db):
         "sponsorship_card": figures["cards_funded"],
         "sponsorship_allocation": figures["allocations"],
     }
-    assert figures["write_floor_s"] > 0 and figures["seconds_at_goal"] > 0
+    assert len(figures["write_floor_s_samples"]) == 3 and figures["seconds_at_goal"] > 0
     assert any("writing the cards + allocations alone" in line for line in lines[:-1])
