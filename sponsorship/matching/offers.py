@@ -154,6 +154,23 @@ def offers_apply(*, donation_ids=None, limit: int = 500) -> int:
     return made
 
 
+def _target(m: OfferMatch, money: int) -> int:
+    """What a match is worth while its gift has `money`: money × ratio, rounded down, never
+    above the match first made."""
+    return min(m.amount_vnd, int((Decimal(money) * m.offer.ratio).to_integral_value(rounding=ROUND_DOWN)))
+
+
+def _matched_gift_follows(m: OfferMatch, matched: Donation, note: str) -> None:
+    """The matched gift's refunded amount and status follow what its match has given back."""
+    matched.amount_refunded_vnd = m.returned_vnd
+    if m.returned_vnd >= matched.amount_received_vnd:
+        status = DonationStatus.REFUNDED
+    else:
+        status = DonationStatus.PARTIALLY_REFUNDED if m.returned_vnd else DonationStatus.SUCCEEDED
+    transition(matched, status, note)
+    matched.save(update_fields=["amount_refunded_vnd", "status"])
+
+
 def matches_shrink(*, source: Donation) -> list[OfferMatch]:
     """A matched gift lost money (refund, partial refund, dispute lost; `source` is locked by
     the payment path): each match it produced shrinks in proportion. For what is given back:
@@ -170,8 +187,7 @@ def matches_shrink(*, source: Donation) -> list[OfferMatch]:
     shrunk = []
     money = max(unmatch.gift_cleared_money(source.pk), 0)
     for m in OfferMatch.objects.select_for_update().filter(source=source).select_related("offer").order_by("pk"):
-        target = min(m.amount_vnd, int((Decimal(money) * m.offer.ratio).to_integral_value(rounding=ROUND_DOWN)))
-        delta = (m.amount_vnd - m.returned_vnd) - target
+        delta = m.current_vnd - _target(m, money)
         if delta <= 0:
             continue
         with connection.cursor() as cur:
@@ -188,14 +204,7 @@ def matches_shrink(*, source: Donation) -> list[OfferMatch]:
             memo=f"{m.offer.name}: {source.reference} lost money ({source.status})",
             entries=[debit(Account.DONOR_FUNDS, delta, matched.fund_key), credit(Account.MATCH_PLEDGES, delta)],
         )
-        matched.amount_refunded_vnd = m.returned_vnd
-        full = m.returned_vnd >= matched.amount_received_vnd
-        transition(
-            matched,
-            DonationStatus.REFUNDED if full else DonationStatus.PARTIALLY_REFUNDED,
-            f"matched gift {source.reference} lost money",
-        )
-        matched.save(update_fields=["amount_refunded_vnd", "status"])
+        _matched_gift_follows(m, matched, f"matched gift {source.reference} lost money")
         unmatch.release_excess(donation=matched)
         shrunk.append(m)
     return shrunk
@@ -229,8 +238,7 @@ def matches_regrow(*, source: Donation) -> list[OfferMatch]:
     grown = []
     money = max(unmatch.gift_cleared_money(source.pk), 0)
     for m in matches.select_related("offer").order_by("pk"):
-        target = min(m.amount_vnd, int((Decimal(money) * m.offer.ratio).to_integral_value(rounding=ROUND_DOWN)))
-        want = target - (m.amount_vnd - m.returned_vnd)
+        want = _target(m, money) - m.current_vnd
         if want <= 0:
             continue
         with connection.cursor() as cur:
@@ -251,13 +259,7 @@ def matches_regrow(*, source: Donation) -> list[OfferMatch]:
             memo=f"{m.offer.name}: {source.reference} got its money back ({source.status})",
             entries=[debit(Account.MATCH_PLEDGES, delta), credit(Account.DONOR_FUNDS, delta, matched.fund_key)],
         )
-        matched.amount_refunded_vnd = m.returned_vnd
-        transition(
-            matched,
-            DonationStatus.PARTIALLY_REFUNDED if m.returned_vnd else DonationStatus.SUCCEEDED,
-            f"matched gift {source.reference} got its money back",
-        )
-        matched.save(update_fields=["amount_refunded_vnd", "status"])
+        _matched_gift_follows(m, matched, f"matched gift {source.reference} got its money back")
         triggers.money_cleared(donation_ids=[matched.pk])
         grown.append(m)
     return grown
