@@ -24,6 +24,7 @@ Each sync recomputes its target from the ledger (never increments), under the gi
 what it owes), so running it twice posts nothing the second time.
 """
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Sum
 from django.utils.translation import gettext as _
@@ -113,6 +114,15 @@ def settlement_create(
             code="amount_too_large",
         )
     profile = getattr(by, "donor_profile", None)
+    # The last of a pledge may be below the smallest gift: by bank transfer it can be paid
+    # whatever its size (a card charge has Stripe's own minimum, so the usual one stays).
+    minimum = min(owed, settings.DONATION_MIN_VND) if method == Method.BANK and amount == owed else None
+    if amount < settings.DONATION_MIN_VND and minimum is None:
+        raise ApplicationError(
+            _("Below %(min)s VND only the whole amount owed can be settled, by bank transfer.")
+            % {"min": f"{settings.DONATION_MIN_VND:,}".replace(",", ".")},
+            code="amount_too_small",
+        )
     with transaction.atomic():
         donation, created = donation_create(
             donor=by,
@@ -121,6 +131,7 @@ def settlement_create(
             appearance=Appearance.COMPANY if profile and profile.company_name else Appearance.NAMED,
             idempotency_key=idempotency_key,
             has_redirect_consent=True,  # an over-payment goes where most needed (module doc)
+            min_vnd=minimum,
         )
         if not created and MatchSettlement.objects.filter(donation=donation).exists():
             return donation.match_settlement

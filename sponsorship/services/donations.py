@@ -165,6 +165,7 @@ def donation_create(
     appearance: str = Appearance.NAMED,
     idempotency_key: str = "",
     has_redirect_consent: bool = False,
+    min_vnd: int | None = None,
 ) -> tuple[Donation, bool]:
     """Create a gift. Idempotent per donor by `idempotency_key` (the API's Idempotency-Key
     header): the same key returns the first donation, so a double click never makes two.
@@ -190,7 +191,8 @@ def donation_create(
     if not amount_vnd:
         raise ApplicationError(_("Enter an amount or a number of cards."), code="amount")
     amount_vnd = int(amount_vnd)
-    lo, hi = settings.DONATION_MIN_VND, settings.DONATION_MAX_VND
+    # `min_vnd`: a caller's own, lower minimum (a business paying the last of its match pledges).
+    lo, hi = (settings.DONATION_MIN_VND if min_vnd is None else min_vnd), settings.DONATION_MAX_VND
     if amount_vnd < lo:
         raise ApplicationError(
             _("The smallest gift is %(min)s VND.") % {"min": f"{lo:,}".replace(",", ".")}, code="amount_too_small"

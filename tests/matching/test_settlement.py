@@ -127,6 +127,27 @@ def test_partial_then_over_payment_are_explicit_and_the_surplus_goes_where_most_
     assert check_invariants() == []
 
 
+def test_the_last_of_a_pledge_below_the_smallest_gift_can_be_paid_by_bank_transfer(ha_tinh, donor, business, settings):
+    """A 1:2 match of a 10,000 ₫ gift leaves 5,000 ₫ owed, under the 10,000 ₫ smallest gift."""
+    settings.DONATION_MIN_VND = 10_000
+    offer = MatchOffer.objects.create(
+        business=business, name="Sen Vàng 1:2", ratio=Decimal("0.5"), cap_vnd=5_000_000,
+        starts_at=timezone.now().replace(year=2020),
+    )  # fmt: skip
+    gift = _make_gift(donor, 10_000, locality=communes(ha_tinh)[0])
+    Donation.objects.filter(pk=gift.pk).update(paid_at=timezone.now())
+    assert offers.offers_apply(donation_ids=[gift.pk]) == 1
+    assert owed(offer)["owed"] == 5_000
+    # Part of it, or by card (Stripe's own minimum), is still held to the smallest gift.
+    with pytest.raises(ApplicationError) as part:
+        settlement.settlement_create(offer=offer, by=business, method="bank", amount_vnd=3_000)
+    with pytest.raises(ApplicationError) as card:
+        settlement.settlement_create(offer=offer, by=business, method="card")
+    assert part.value.code == card.value.code == "amount_too_small"
+    s = settlement.settlement_create(offer=offer, by=business, method="bank")
+    assert s.donation.amount_vnd == 5_000
+
+
 def test_two_settlements_paid_at_once_never_settle_more_than_owed(matched, business, make_user):
     first = settlement.settlement_create(offer=matched, by=business, method="bank", idempotency_key="a")
     second = settlement.settlement_create(offer=matched, by=business, method="bank", idempotency_key="b")
