@@ -19,6 +19,34 @@ def django_db_setup(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         if not localities_are_loaded():
             localities_load()
+    yield
+    with django_db_blocker.unblock():
+        _close_sessions_left_open()
+
+
+OTHER_SESSIONS = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+
+
+def _close_sessions_left_open(patience: float = 3.0) -> None:
+    """The live server's request threads are daemons, each with its own database session: one
+    still serving a browser's keep-alive connection when the run ends keeps its session open,
+    and the test database then cannot be dropped ("being accessed by other users"). Give them
+    a moment to finish, then end the sessions that are left (nothing else uses the test
+    database by then)."""
+    import time
+
+    from django.db import connection
+
+    deadline = time.monotonic() + patience
+    with connection.cursor() as cur:
+        while True:
+            cur.execute(f"SELECT count(*) {OTHER_SESSIONS}")
+            if not cur.fetchone()[0]:
+                return
+            if time.monotonic() > deadline:
+                cur.execute(f"SELECT pg_terminate_backend(pid) {OTHER_SESSIONS}")
+                return
+            time.sleep(0.1)
 
 
 @pytest.hookimpl(hookwrapper=True)
