@@ -21,10 +21,6 @@ import time
 from django.db import connection, transaction
 
 
-class _Rollback(Exception):
-    pass
-
-
 def write_floor(sources: list[tuple[str, str, dict | None]], repeat: int = 3) -> dict:
     """Median seconds to insert, in one transaction, the rows of each (table, where, params) of
     `sources` (in id order, in the order given) into an empty copy of that table. Returns
@@ -32,26 +28,23 @@ def write_floor(sources: list[tuple[str, str, dict | None]], repeat: int = 3) ->
     the copy}}; nothing is kept."""
     samples, rows, indexes = [], {}, {}
     for _ in range(repeat):
-        try:
-            with transaction.atomic(), connection.cursor() as cur:
-                for i, (table, where, params) in enumerate(sources):
-                    cur.execute(
-                        f"CREATE TEMP TABLE bench_floor_src{i} ON COMMIT DROP AS "
-                        f"SELECT * FROM {table} WHERE {where} ORDER BY id",
-                        params,
-                    )
-                    cur.execute(f"CREATE TABLE bench_floor_{i} (LIKE {table} INCLUDING ALL)")
-                    cur.execute("SELECT count(*) FROM pg_index WHERE indrelid = %s::regclass", [f"bench_floor_{i}"])
-                    indexes[table] = cur.fetchone()[0]
-                seconds = 0.0
-                for i, (table, _where, _params) in enumerate(sources):
-                    t0 = time.perf_counter()
-                    cur.execute(f"INSERT INTO bench_floor_{i} SELECT * FROM bench_floor_src{i}")
-                    seconds += time.perf_counter() - t0
-                    rows[table] = cur.rowcount
-                samples.append(seconds)
-                raise _Rollback
-        except _Rollback:
-            pass
+        with transaction.atomic(), connection.cursor() as cur:
+            for i, (table, where, params) in enumerate(sources):
+                cur.execute(
+                    f"CREATE TEMP TABLE bench_floor_src{i} ON COMMIT DROP AS "
+                    f"SELECT * FROM {table} WHERE {where} ORDER BY id",
+                    params,
+                )
+                cur.execute(f"CREATE TABLE bench_floor_{i} (LIKE {table} INCLUDING ALL)")
+                cur.execute("SELECT count(*) FROM pg_index WHERE indrelid = %s::regclass", [f"bench_floor_{i}"])
+                indexes[table] = cur.fetchone()[0]
+            seconds = 0.0
+            for i, (table, _where, _params) in enumerate(sources):
+                t0 = time.perf_counter()
+                cur.execute(f"INSERT INTO bench_floor_{i} SELECT * FROM bench_floor_src{i}")
+                seconds += time.perf_counter() - t0
+                rows[table] = cur.rowcount
+            samples.append(seconds)
+            transaction.set_rollback(True)  # the copies and their rows go with the transaction
     samples_s = [round(s, 3) for s in samples]
     return {"seconds": statistics.median(samples), "samples": samples_s, "rows": rows, "indexes": indexes}

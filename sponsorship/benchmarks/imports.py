@@ -29,6 +29,7 @@ MIDDLE = {"male": ["Văn", "Đức", "Hữu", "Minh", "Quang"], "female": ["Th�
 GIVEN = ["An", "Bình", "Cường", "Dũng", "Giang", "Hà", "Hùng", "Lan", "Mai", "Nam", "Phương", "Quân", "Sơn", "Tâm"]
 CLASSES = ["Hộ nghèo", "Hộ cận nghèo", "Hộ cận nghèo", "Hộ nông lâm ngư nghiệp", ""]
 RELATIONS = ["Chủ hộ", "Vợ", "Con", "Con", "Bố", "Cháu"]
+GOAL = 0.06  # of COPY (issue: the registry import)
 PROVINCES = [42, 1, 79, 40, 38, 26, 27, 30, 31, 33, 34, 35, 36, 37]
 
 
@@ -236,8 +237,8 @@ def run(options, out) -> dict:
         "write_floor_rows": floor["rows"],
         "write_floor_ratio_to_copy": round(rows / floor["seconds"] / copy, 4),
         "write_floor_ratio_to_copy_file": round(rows / floor["seconds"] / copy_file, 4),
-        "seconds_at_goal": round(rows / (0.06 * copy), 2),
-        "seconds_at_goal_file": round(rows / (0.06 * copy_file), 2),
+        "seconds_at_goal": round(rows / (GOAL * copy), 2),
+        "seconds_at_goal_file": round(rows / (GOAL * copy_file), 2),
         "rows_created": job.rows_created,
         "rows_failed": job.rows_failed,
         "expected_bad_rows": shape["bad_rows"],

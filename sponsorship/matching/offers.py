@@ -232,12 +232,15 @@ def matches_regrow(*, source: Donation) -> list[OfferMatch]:
     grew."""
     from . import triggers, unmatch
 
-    matches = OfferMatch.objects.select_for_update().filter(source=source, returned_vnd__gt=0)
-    if not matches.exists():
+    matches = list(
+        OfferMatch.objects.select_for_update().filter(source=source, returned_vnd__gt=0).select_related("offer")
+        .order_by("pk")
+    )  # fmt: skip
+    if not matches:
         return []
     grown = []
     money = max(unmatch.gift_cleared_money(source.pk), 0)
-    for m in matches.select_related("offer").order_by("pk"):
+    for m in matches:
         want = _target(m, money) - m.current_vnd
         if want <= 0:
             continue

@@ -116,8 +116,8 @@ def settlement_create(
     profile = getattr(by, "donor_profile", None)
     # The last of a pledge may be below the smallest gift: by bank transfer it can be paid
     # whatever its size (a card charge has Stripe's own minimum, so the usual one stays).
-    minimum = min(owed, settings.DONATION_MIN_VND) if method == Method.BANK and amount == owed else None
-    if amount < settings.DONATION_MIN_VND and minimum is None:
+    whole_by_bank = method == Method.BANK and amount == owed
+    if amount < settings.DONATION_MIN_VND and not whole_by_bank:
         raise ApplicationError(
             _("Below %(min)s VND only the whole amount owed can be settled, by bank transfer.")
             % {"min": f"{settings.DONATION_MIN_VND:,}".replace(",", ".")},
@@ -131,7 +131,7 @@ def settlement_create(
             appearance=Appearance.COMPANY if profile and profile.company_name else Appearance.NAMED,
             idempotency_key=idempotency_key,
             has_redirect_consent=True,  # an over-payment goes where most needed (module doc)
-            min_vnd=minimum,
+            min_vnd=amount if whole_by_bank else None,
         )
         if not created and MatchSettlement.objects.filter(donation=donation).exists():
             return donation.match_settlement
