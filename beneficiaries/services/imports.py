@@ -16,6 +16,11 @@ point leaves nothing half-written):
    from its row (`Member.import_job`, `selectors.member_history`). The foreign keys of the
    written rows are verified set-based before commit (`config/bulk_fk.py`), not per row.
 
+A big CSV is two parts: this connection checks the first and writes it while a second
+connection checks the second (`_SecondHalf`); then this one writes the second, to which the
+first is already part of the registry (`_write_part`). The outcome is one pass's, to the row
+numbers in the error file (tests/beneficiaries/test_imports_parallel.py).
+
 Set-based because a province sends lists of a million people.
 """
 
@@ -760,17 +765,33 @@ def _validate_rows(cursor, fields: list[str | None], n_columns: int, params: dic
     cursor.execute("DROP TABLE import_dates")
 
 
-def _refuse_repeated_ids(cursor, params: dict) -> None:
+def _refuse_repeated_ids(cursor, params: dict, offset: int = 0) -> None:
     """A personal ID that an earlier good row of the file has is refused on the later rows (a
-    narrow GROUP BY on the IDs as numbers, not a sort of the wide rows)."""
+    narrow GROUP BY on the IDs as numbers, not a sort of the wide rows). `offset`: what the
+    rows' numbers lack (a second part numbered from 2 by its own connection)."""
     cursor.execute(
         """
-        UPDATE import_val v SET e_dup = replace(%(m_pid_dup)s, '%%(row)s', d.first_good::text), ok = false
+        UPDATE import_val v SET e_dup = replace(%(m_pid_dup)s, '%%(row)s', (d.first_good + %(offset)s)::text),
+            ok = false
         FROM (
             SELECT pid::bigint AS pid, min(row_number) FILTER (WHERE ok) AS first_good
             FROM import_val WHERE e_personal_id IS NULL GROUP BY 1 HAVING count(*) > 1
         ) d
         WHERE v.e_personal_id IS NULL AND v.pid::bigint = d.pid AND v.row_number > d.first_good
+        """,
+        {**params, "offset": offset},
+    )
+
+
+def _refuse_ids_seen_before(cursor, params: dict) -> None:
+    """A later part of the file: a personal ID that an earlier part has on a good row is
+    refused on every row of this part that has it, naming that row (what one pass over the
+    whole file does: the earlier part's rows come first)."""
+    cursor.execute(
+        """
+        UPDATE import_val v SET e_dup = replace(%(m_pid_dup)s, '%%(row)s', s.row_number::text), ok = false
+        FROM import_seen s
+        WHERE v.e_personal_id IS NULL AND v.pid::bigint = s.pid
         """,
         params,
     )
@@ -873,10 +894,11 @@ def _copy_records(cursor, records, n_columns: int, progress) -> None:
 
 
 # A CSV of at least this many rows is checked in two parts on two connections at once. The
-# second connection also hands its rows over (COPY out, then in), so it takes the smaller part
-# (measured on a million rows: with halves, the first connection then waited 0.9 s for it).
+# import's connection checks and then writes the first part while the other checks the
+# second, so the second is the larger part (SECOND_PART_SHARE of the bytes, such that it is
+# ready when the first part is written).
 PARALLEL_MIN_ROWS = 100_000
-SECOND_PART_SHARE = 0.44
+SECOND_PART_SHARE = 0.62
 
 
 @dataclass
@@ -893,9 +915,11 @@ class _SecondHalf:
     checking a million rows is a third of an import.
 
     Its rows come back as import_val rows in COPY's binary format (a temporary file), numbered
-    after the first half's (`number_after`, once that half is loaded). It writes nothing but
-    its own temporary tables; its transaction only reads the registry (whether each personal
-    ID is new, which the write re-checks anyway), and `abandon` cancels it."""
+    after the first half's (`number_after`, once that half is loaded), with the repeats of a
+    personal ID inside the half refused. It writes nothing but its own temporary tables; its
+    transaction only reads the registry (whether each personal ID is new, which the write
+    re-checks anyway), and `abandon` cancels it. `loaded` says early (before anything is
+    written) whether it could read its part at all."""
 
     def __init__(self, path: str, start: int, fields, delimiter: str, ctx: Context, params: dict):
         import tempfile
@@ -904,6 +928,8 @@ class _SecondHalf:
         self._args = (path, start, fields, delimiter, ctx, params)
         self._offset: int | None = None
         self._offset_set = threading.Event()
+        self._loaded: tuple[int, int] | None = None
+        self._loaded_set = threading.Event()
         self._abandoned = False
         self._result: _HalfResult | None = None
         self._error: BaseException | None = None
@@ -918,17 +944,29 @@ class _SecondHalf:
         self._offset = last_row
         self._offset_set.set()
 
+    def loaded(self) -> tuple[int, int] | None:
+        """Once its part is read: (rows read, the part's last row number less one, as
+        `_loaded`); None when it could not read it (PostgreSQL's CSV reader refused the part,
+        or the second connection failed before). Raises for a badly encoded part."""
+        self._loaded_set.wait()
+        if self._loaded is None:
+            self._raise_encoding()
+        return self._loaded
+
     def result(self) -> _HalfResult | None:
         """The half's rows; None when the import's connection has to do that part itself:
         PostgreSQL's CSV reader refused it, or the second connection failed (could not
         connect, was cancelled, …: an import does not fail for want of a second core)."""
         self._thread.join()
-        if isinstance(self._error, ImportFileError) and self._error.code == "encoding":
-            raise ImportFileError(_(ENCODING_ERROR), code="encoding") from self._error
+        self._raise_encoding()
         if self._error is not None:
-            logger.warning("import: the second connection failed (%r); one connection does the file", self._error)
+            logger.warning("import: the second connection failed (%r); this connection does its part", self._error)
             return None
         return None if self._bad_format else self._result
+
+    def _raise_encoding(self) -> None:
+        if isinstance(self._error, ImportFileError) and self._error.code == "encoding":
+            raise ImportFileError(_(ENCODING_ERROR), code="encoding") from self._error
 
     def abandon(self) -> None:
         """Stop it if it still runs (cancel its statement), wait for it, remove its file."""
@@ -958,16 +996,20 @@ class _SecondHalf:
                 if not _copy_file(cursor, path, n_columns, delimiter, start=start):
                     self._bad_format = True
                     return
-                loaded, last_local = _loaded(cursor)
+                loaded, last_local = self._loaded = _loaded(cursor)
+                self._loaded_set.set()
                 _validate_rows(cursor, fields, n_columns, params)
                 self._offset_set.wait()
                 if self._abandoned:
                     return
+                offset = int(self._offset)
+                cursor.execute("SET LOCAL default_statistics_target = 10")
+                cursor.execute("ANALYZE import_val (row_number, ok, pid, e_personal_id)")
+                _refuse_repeated_ids(cursor, params, offset)
                 cursor.execute(
                     "SELECT attname FROM pg_attribute WHERE attrelid = 'import_val'::regclass AND attnum > 0 "
                     "AND NOT attisdropped ORDER BY attnum"
                 )
-                offset = int(self._offset)
                 columns = ", ".join(
                     f"row_number + {offset}" if name == "row_number" else f'"{name}"' for (name,) in cursor.fetchall()
                 )
@@ -982,8 +1024,10 @@ class _SecondHalf:
             if not self._abandoned:
                 self._error = exc
         finally:
+            self._loaded_set.set()
             self._pg = None
             connection.close()
+
             LAST_TIMINGS["second half on another connection"] = time.perf_counter() - t0
 
 
@@ -1195,15 +1239,15 @@ def _prepare_session(cursor) -> None:
 
 
 def _import(cursor, job, ctx, fields, path, scan, records, progress) -> dict:
-    user, now = job.created_by, timezone.now()
-    m, h = Member._meta.db_table, Household._meta.db_table
     n_columns = len(fields)
     _prepare_session(cursor)
     _create_communes(cursor, ctx)
     _create_raw(cursor, n_columns)
     params = _sql_params(ctx, _messages())
-    # A big CSV is read and checked in two halves at once: the second on a connection of its
-    # own (the machine's other core), handed back as rows of import_val (`_SecondHalf`).
+    # A big CSV is read and checked in two parts at once: the second on a connection of its
+    # own (the machine's other core), handed back as rows of import_val (`_SecondHalf`). This
+    # connection writes the first part while the other still checks the second, so the
+    # second is the larger one (SECOND_PART_SHARE).
     split = None
     if scan is not None and scan["plain"] and scan["split"] and scan["total"] >= PARALLEL_MIN_ROWS:
         split = scan["split"]
@@ -1224,60 +1268,123 @@ def _import(cursor, job, ctx, fields, path, scan, records, progress) -> dict:
         total = max(last_row, loaded, scan["total"] if helper is not None else 0)
         if helper is not None:
             helper.number_after(last_row)
-        # Progress while this connection checks its part (the other half goes at the same pace).
-        share = total / max(last_row, 1)
-        _validate_rows(
-            cursor, fields, n_columns, params, lambda rows: progress.done(_work(total, round(rows * share)), total)
-        )
+        tally = _Tally(total=total)
+        _validate_rows(cursor, fields, n_columns, params, lambda rows: progress.done(_work(total, rows), total))
         if helper is not None:
-            t0 = time.perf_counter()
-            second = helper.result()
-            LAST_TIMINGS["wait for the second half"] = time.perf_counter() - t0
-            if second is None:
-                # This connection reads the second part itself (numbered on from the first), or
-                # if PostgreSQL's CSV reader refuses that part, Python's reader reads the whole
-                # file again; then everything is validated here.
+            rest = helper.loaded()
+            if rest is None:
+                # The other connection could not read the second part: this one reads it itself
+                # (numbered on from the first), or if PostgreSQL's CSV reader refuses that part,
+                # Python's reader reads the whole file again; then it is one part, checked here.
+                helper.abandon()
+                helper = None
                 cursor.execute("DROP TABLE import_val")
                 if not _copy_file(cursor, path, n_columns, scan["delimiter"], start=split):
                     cursor.execute("TRUNCATE import_raw")
                     _copy_records(cursor, _csv_records(path, scan["delimiter"]), n_columns, progress)
                 loaded, last_row = _loaded(cursor)
-                total = max(last_row, loaded)
+                tally.total = max(last_row, loaded)
                 _validate_rows(cursor, fields, n_columns, params)
             else:
-                t0 = time.perf_counter()
+                loaded += rest[0]
+                tally.total = max(rest[1] + last_row, loaded)
+        # Before anything is written: a file with more rows than its lines showed.
+        if loaded > settings.REGISTRY_IMPORT_MAX_ROWS:
+            raise ImportFileError(_("The file has too many rows."), code="too_large")
+        _write_part(cursor, job, params, progress, tally, first=True, last=helper is None)
+        if helper is not None:
+            t0 = time.perf_counter()
+            second = helper.result()
+            LAST_TIMINGS["wait for the second half"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            if second is None:
+                # The other connection stopped after reading its part (so PostgreSQL's reader
+                # takes it): this one reads and checks that part itself.
+                cursor.execute("TRUNCATE import_raw")
+                cursor.execute("DROP TABLE import_val")
+                if not _copy_file(cursor, path, n_columns, scan["delimiter"], start=split):
+                    raise RuntimeError("PostgreSQL's CSV reader refused a part it had read before")
+                _validate_rows(cursor, fields, n_columns, params)
+
+            else:
                 copy_in = "COPY import_val FROM STDIN (FORMAT binary)"
                 with open(second.path, "rb") as fh, cursor.cursor.copy(copy_in) as cp:
                     while chunk := fh.read(1 << 20):
                         cp.write(chunk)
-                LAST_TIMINGS["COPY the second half's rows in"] = time.perf_counter() - t0
-                loaded += second.loaded
-                last_row = max(last_row, second.last_row)
-                total = max(last_row, loaded)
+            LAST_TIMINGS["COPY the second half's rows in"] = time.perf_counter() - t0
+            _write_part(
+                cursor, job, params, progress, tally, first=False, last=True, repeats_refused=second is not None
+            )
     finally:
         if helper is not None:
             helper.abandon()
-    if loaded > settings.REGISTRY_IMPORT_MAX_ROWS:
-        raise ImportFileError(_("The file has too many rows."), code="too_large")
-    cursor.execute("DROP TABLE import_raw")
+    if tally.rows == 0:
+        raise ImportFileError(_("The file has a header but no rows."), code="empty")
+    for table in ("import_raw", "import_val", "import_communes", "import_seen"):
+        cursor.execute(f"DROP TABLE IF EXISTS {table}")
+    return {
+        "rows_total": tally.total,
+        "rows_done": tally.rows,
+        "rows_created": tally.created,
+        "rows_unchanged": tally.good - tally.created,
+        "rows_failed": tally.rows - tally.good,
+    }
+
+
+@dataclass
+class _Tally:
+    """What the parts of a file added up to, and the progress shown meanwhile."""
+
+    total: int  # the file's rows
+    validated: int = 0
+    rows: int = 0
+    good: int = 0
+    created: int = 0
+
+    # Rows whose outcome is in the database: a part's refused and unchanged ones once its
+    # errors are, its new ones batch by batch.
+    written: int = 0
+
+
+def _write_part(
+    cursor, job, params: dict, progress: _Progress, tally: _Tally, *, first: bool, last: bool, repeats_refused=False
+) -> None:
+    """One part of the file, checked (import_val, repeated IDs inside it refused): its row
+    errors, households and members. A later part's rows are the file's later rows, so what
+    an earlier part wrote is already the registry to them: its households are reused, its
+    members count as near-duplicates (and are flagged), and a personal ID that an earlier part
+    has on a good row is refused here as the same file's repeat (import_seen).
+    `repeats_refused`: the connection that checked the part has refused its own repeats."""
+    user, now = job.created_by, timezone.now()
+    m, h = Member._meta.db_table, Household._meta.db_table
+    total = tally.total
     # Temporary tables are never analysed by autovacuum; the joins and groupings below need
     # row counts (without them the repeated-ID check sorted a million IDs, and the households
     # were found by sorting the whole table), and a sample of 3,000 rows gives them (the
     # default 30,000 costs 0.2 s a million rows).
     cursor.execute("SET LOCAL default_statistics_target = 10")
     cursor.execute("ANALYZE import_val (row_number, ok, is_new, locality_id, ref, name, pid, e_personal_id)")
-    _refuse_repeated_ids(cursor, params)
-    progress.done(_work(total, total), total)
+    if not repeats_refused:
+        _refuse_repeated_ids(cursor, params)
+    if not first:
+        _refuse_ids_seen_before(cursor, params)
+    if not last:
+        # This part's good personal IDs (one row each now), for the parts after it.
+        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS import_seen (pid bigint, row_number bigint) ON COMMIT DROP")
+        cursor.execute("INSERT INTO import_seen SELECT pid::bigint, row_number FROM import_val WHERE ok")
+        cursor.execute("ANALYZE import_seen")
     cursor.execute("SELECT count(*), count(*) FILTER (WHERE ok), count(*) FILTER (WHERE ok AND is_new) FROM import_val")
     rows, good, new = cursor.fetchone()
-    if rows == 0:
-        raise ImportFileError(_("The file has a header but no rows."), code="empty")
+    tally.rows += rows
+    tally.good += good
+    tally.validated += rows
     # Row errors: (row, field, reason), in the order of the columns of the form.
     error_values = (
         ", ".join(f"({i}, '{f}', e_{f})" for i, f in enumerate(ERROR_FIELDS) if f != "personal_id")
         + f", ({ERROR_FIELDS.index('personal_id')}, 'personal_id', coalesce(e_personal_id, e_dup))"
     )
-    cursor.execute(f"DELETE FROM {ImportRowError._meta.db_table} WHERE job_id = %s", [job.pk])
+    if first:
+        cursor.execute(f"DELETE FROM {ImportRowError._meta.db_table} WHERE job_id = %s", [job.pk])
     cursor.execute(
         f"""
         INSERT INTO {ImportRowError._meta.db_table} (job_id, row_number, field, reason)
@@ -1288,9 +1395,8 @@ def _import(cursor, job, ctx, fields, path, scan, records, progress) -> dict:
         """,
         [job.pk],
     )
-    failed = rows - good
-    progress.done(_work(total, total, failed), total)
-
+    tally.written += rows - new
+    progress.done(_work(total, tally.validated, tally.written), total)
     # Every foreign key of the households and members written below is checked once, set-based,
     # when the block ends (`_references`), instead of by one trigger call per row and key.
     with set_based_fk_checks(cursor, _references(job)):
@@ -1358,7 +1464,8 @@ def _import(cursor, job, ctx, fields, path, scan, records, progress) -> dict:
         # numbered for the batches; near-duplicates (same folded name, date of birth, commune)
         # inside the file or against the registry are flagged for a reviewer, never merged.
         cursor.execute(_good_sql(), params)
-        cursor.execute("DROP TABLE import_val")
+        # Emptied, not dropped: a later part's checked rows come into it.
+        cursor.execute("TRUNCATE import_val")
         cursor.execute(DUPS_SQL)
         cursor.execute("ANALYZE import_dups")
         # Batches by block range of import_good (a TID range scan, in the table's personal-ID
@@ -1382,18 +1489,19 @@ def _import(cursor, job, ctx, fields, path, scan, records, progress) -> dict:
             """
         created = 0
         for lo in range(0, blocks + 1, step):
-            last = lo + step > blocks
-            upper = "" if last else f"AND g.ctid < '({lo + step},0)'::tid"
-            params = [MemberStatus.SUBMITTED, user.pk, job.pk, now, now, f"({lo},0)"]
+            final = lo + step > blocks
+            upper = "" if final else f"AND g.ctid < '({lo + step},0)'::tid"
+            values = [MemberStatus.SUBMITTED, user.pk, job.pk, now, now, f"({lo},0)"]
             try:
                 with transaction.atomic():
-                    cursor.execute(member_sql.format(upper=upper, conflict=""), params)
+                    cursor.execute(member_sql.format(upper=upper, conflict=""), values)
             except IntegrityError:
                 # A personal ID registered meanwhile by someone else: theirs stays.
-                cursor.execute(member_sql.format(upper=upper, conflict="ON CONFLICT (personal_id) DO NOTHING"), params)
+                cursor.execute(member_sql.format(upper=upper, conflict="ON CONFLICT (personal_id) DO NOTHING"), values)
             created += cursor.rowcount
-            done = new if last else min(new, (lo + step) * new // max(blocks, 1))
-            progress.done(_work(total, total, failed + (good - new) + done), total)
+            done = new if final else min(new, (lo + step) * new // max(blocks, 1))
+
+            progress.done(_work(total, tally.validated, tally.written + done), total)
     # Members already in the registry that the new ones resemble are flagged too.
     cursor.execute(
         f"""
@@ -1403,17 +1511,11 @@ def _import(cursor, job, ctx, fields, path, scan, records, progress) -> dict:
           AND NOT mm.is_possible_duplicate
         """
     )
+    tally.created += created
+    tally.written += new
     cursor.execute("DROP TABLE import_good")
     cursor.execute("DROP TABLE import_dups")
     cursor.execute("DROP TABLE import_hh")
-    cursor.execute("DROP TABLE import_communes")
-    return {
-        "rows_total": total,
-        "rows_done": rows,
-        "rows_created": created,
-        "rows_unchanged": good - created,
-        "rows_failed": failed,
-    }
 
 
 def import_errors_csv(*, job: ImportJob) -> str:

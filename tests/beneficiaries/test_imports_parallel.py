@@ -18,16 +18,25 @@ def media(tmp_path, settings):
 
 @pytest.fixture
 def second_parts(monkeypatch):
-    """Every import of more than one row uses the second connection; records what it gave."""
+    """Every import of more than one row uses the second connection; records what it gave:
+    its rows, or None when the import's connection had to do its part (found as soon as it
+    could not read the part, `loaded`, or when it handed nothing back, `result`)."""
     monkeypatch.setattr(imports, "PARALLEL_MIN_ROWS", 2)
     given = []
-    real = imports._SecondHalf.result
+    real_loaded, real_result = imports._SecondHalf.loaded, imports._SecondHalf.result
+
+    def loaded(self):
+        out = real_loaded(self)
+        if out is None:
+            given.append(None)
+        return out
 
     def result(self):
-        out = real(self)
+        out = real_result(self)
         given.append(out)
         return out
 
+    monkeypatch.setattr(imports._SecondHalf, "loaded", loaded)
     monkeypatch.setattr(imports._SecondHalf, "result", result)
     return given
 
