@@ -5,7 +5,7 @@ from datetime import date
 
 import pytest
 
-from beneficiaries.models import Household, ImportRowError, ImportStatus, Member
+from beneficiaries.models import Household, ImportJob, ImportRowError, ImportStatus, Member
 from beneficiaries.services import imports
 
 from .test_imports import HEADER, pid, run
@@ -31,8 +31,8 @@ def second_parts(monkeypatch):
             given.append(None)
         return out
 
-    def result(self):
-        out = real_result(self)
+    def result(self, piece=0):
+        out = real_result(self, piece)
         given.append(out)
         return out
 
@@ -57,6 +57,13 @@ def rows(n: int) -> list[str]:
         sex = "male" if i % 2 else "female"
         serial = 1000 + i
         name = f"Người Số {i % 40}"
+        if i >= 300 and i % 101 == 0:  # a near-duplicate of someone 300 rows up (another ID)
+            j = i - 300
+            dob, sex, name = (
+                date(1950 + j % 50, 1 + j % 12, 1 + j % 28),
+                "male" if j % 2 else "female",
+                f"Người Số {j % 40}",
+            )
         address = f'"Tổ {i}, thôn ""Đông""\nxã X"' if i % 13 == 0 else f"Tổ {i}"
         sex_vi = "?" if i % 31 == 5 else ("Nam" if sex == "male" else "Nữ")
         out.append(
@@ -95,17 +102,22 @@ def test_two_connections_import_what_one_does(officer, thanh_sen, monkeypatch, s
     one_connection(monkeypatch)
     alone = outcome(run(officer, text))
     assert alone["status"] == ImportStatus.DONE and alone["counts"][3] > 20
+    assert sum(member[-1] for member in alone["members"]) >= 10  # near-duplicates flagged, across parts too
     assert ("personal_id" in {f for _r, f, _why in alone["errors"]}) and second_parts == []
     forget_everything()
 
     monkeypatch.setattr(imports, "PARALLEL_MIN_ROWS", 2)
     both = outcome(run(officer, text))
-    assert len(second_parts) == 1 and second_parts[0] is not None and second_parts[0].loaded > 300
+    # Every piece came from the second connection, and together they are its part of the file.
+    assert len(second_parts) == len(imports.HANDOVER_SHARES) + 1 and None not in second_parts
+    assert sum(piece.loaded for piece in second_parts) > 300 and all(piece.loaded for piece in second_parts)
     assert both == alone
 
 
-def test_the_second_part_starts_on_a_line_outside_any_quoted_field(tmp_path):
-    # One address, quoted and spread over many lines, covers the middle of the file.
+def test_the_second_part_starts_on_a_line_outside_any_quoted_field(tmp_path, monkeypatch):
+    # One address, quoted and spread over many lines, covers the middle of the file, where
+    # the second part would start.
+    monkeypatch.setattr(imports, "SECOND_PART_SHARE", 0.5)
     long_address = '"' + "\n".join(f"dòng {k}, có ngoặc" for k in range(400)) + '"'
     lines = [HEADER, *rows(30), f"HT99,Lê Văn A,01/01/1980,Nam,{pid(date(1980, 1, 1), 'male', 5)},,Kinh,Con,"
              f"{long_address},18073,,", *rows(30)]  # fmt: skip
@@ -113,6 +125,9 @@ def test_the_second_part_starts_on_a_line_outside_any_quoted_field(tmp_path):
     path = tmp_path / "list.csv"
     path.write_bytes(content)
     split = imports._scan_csv(str(path))["split"]
+    middle = len(content) // 2
+    start = content.index(long_address.encode())
+    assert start < middle < start + len(long_address.encode())
     assert split is not None and content[split - 1 : split] == b"\n"
     assert content[:split].count(b'"') % 2 == 0
     assert split > content.index(long_address.encode()) + len(long_address.encode())  # after the quoted field
@@ -166,3 +181,62 @@ def test_an_import_does_not_fail_when_the_second_connection_does(officer, thanh_
     both = outcome(run(officer, text))
     assert second_parts == [None]
     assert both == alone and alone["status"] == ImportStatus.DONE
+
+
+def part_tables(job) -> list[str]:
+    """The second connection's tables of this job that this connection still sees (those of
+    earlier tests come back when their test's transaction rolls back the import's drop)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname FROM pg_class WHERE relname LIKE %s AND relkind = 'r'", [f"import_part_{job.pk}_%"]
+        )
+        return [name for (name,) in cursor.fetchall()]
+
+
+def test_the_second_connection_stopping_after_a_piece_leaves_the_rest_to_the_import(
+    officer, thanh_sen, monkeypatch, second_parts
+):
+    # It hands over its first piece, then fails (here: as if the server had gone away); the
+    # import's connection reads the part again and checks and writes what it was not given.
+    from django.db import OperationalError
+
+    text = "\n".join([HEADER, *rows(900)]) + "\n"
+    one_connection(monkeypatch)
+    alone = outcome(run(officer, text))
+    forget_everything()
+
+    real = imports._SecondHalf._pieces_hand_over
+
+    def hand_over(self, cursor, piece, params):
+        if piece == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(self, cursor, piece, params)
+
+    monkeypatch.setattr(imports._SecondHalf, "_pieces_hand_over", hand_over)
+    monkeypatch.setattr(imports, "PARALLEL_MIN_ROWS", 2)
+    job = run(officer, text)
+    both = outcome(job)
+    assert second_parts[0] is not None and second_parts[0].loaded > 50 and second_parts[1:] == [None]
+    assert both == alone
+    assert part_tables(job) == []
+
+
+def test_an_import_that_fails_after_a_piece_was_handed_over_writes_nothing_and_leaves_no_table(
+    officer, thanh_sen, monkeypatch, second_parts
+):
+    real = imports._write_part
+
+    def write_part(cursor, job, params, progress, tally, **kw):
+        if kw.get("handed_over"):
+            raise RuntimeError("disk full")
+        return real(cursor, job, params, progress, tally, **kw)
+
+    monkeypatch.setattr(imports, "_write_part", write_part)
+    with pytest.raises(RuntimeError):
+        run(officer, "\n".join([HEADER, *rows(900)]) + "\n")
+    job = ImportJob.objects.latest("pk")
+    assert job.status == ImportStatus.FAILED and second_parts and second_parts[0] is not None
+    assert not Member.objects.exists() and not Household.objects.exists()
+    assert part_tables(job) == []
