@@ -1072,12 +1072,15 @@ class _SecondHalf:
             "AND NOT attisdropped ORDER BY attnum"
         )
         columns = ", ".join(
-            f"row_number + {offset} AS row_number" if name == "row_number" else f'"{name}"'
+            f"v.row_number + {offset} AS row_number" if name == "row_number" else f'v."{name}"'
             for (name,) in cursor.fetchall()
         )
+        # With the new members' names squashed and folded, as `_good_sql` would (NAMES_SQL).
         cursor.execute(
-            f"CREATE UNLOGGED TABLE {table} AS SELECT {columns} FROM import_val "
-            'ORDER BY locality_id, ref COLLATE "C", pid COLLATE "C"'
+            f"CREATE UNLOGGED TABLE {table} AS SELECT {columns}, f.name AS squashed, f.name_ascii AS folded "
+            f"FROM import_val v LEFT JOIN ({NAMES_SQL}) f ON f.raw = v.name "
+            'ORDER BY v.locality_id, v.ref COLLATE "C", v.pid COLLATE "C"',
+            params,
         )
         cursor.execute(f"ANALYZE {table} ({ANALYZED})")
         cursor.execute(f"SELECT count(*), coalesce(max(row_number), 0) FROM {table}")
@@ -1240,7 +1243,18 @@ def _run(job: ImportJob) -> ImportJob:
     return job
 
 
-def _good_sql(presorted: bool = False) -> str:
+# Each distinct name of the new members squashed and folded once (OFFSET 0 keeps the planner
+# from inlining them at every use): lists repeat names a lot, and these are the costliest
+# expressions. `raw` is the name as import_val has it.
+NAMES_SQL = f"""
+    SELECT raw, name, {FOLD_SQL} AS name_ascii
+    FROM (SELECT name AS raw, {SQUASH_SQL} AS name
+          FROM (SELECT DISTINCT name FROM import_val WHERE ok AND is_new) n OFFSET 0) s
+    OFFSET 0
+    """
+
+
+def _good_sql(handed_over: bool = False) -> str:
     """import_good: the new members as they will be stored, in household order: the member
     table's household index and its near-duplicate index (commune first; households are
     numbered commune by commune) then fill page by page, leaving one index (personal ID)
@@ -1248,28 +1262,29 @@ def _good_sql(presorted: bool = False) -> str:
     million rows. With whether the registry already has someone of the same folded name,
     date of birth and commune.
 
-    `presorted`: import_val is in (commune, household number, personal ID) order already, and
-    the hash joins below keep the order of the rows they probe with, which then is household
-    order (new households are numbered in that order); the sort is left out (0.6 s for
-    600,000 rows). Only the speed of the insert depends on that order, never its outcome."""
+    `handed_over`: import_val is a piece from the second connection (`_SecondHalf`), which
+    squashed and folded the names already (`squashed`, `folded`), and is in (commune,
+    household number, personal ID) order. The hash join below keeps the order of the rows it
+    probes with, which then is household order (new households are numbered in that order),
+    so the sort is left out (0.6 s for 600,000 rows). Only the speed of the insert depends on
+    that order, never its outcome."""
     m = Member._meta.db_table
-    order = "" if presorted else 'ORDER BY k.id, v.pid COLLATE "C"'
+    if handed_over:
+        name, folded, names, order = "v.squashed", "v.folded", "", ""
+    else:
+        name, folded, order = "f.name", "f.name_ascii", 'ORDER BY k.id, v.pid COLLATE "C"'
+        names = f"JOIN ({NAMES_SQL}) f ON f.raw = v.name"
     return f"""
     CREATE TEMP TABLE import_good ON COMMIT DROP AS
     SELECT k.id AS household_id, v.locality_id,
-        left(f.name, {LIMITS["full_name"]}) AS full_name, left(f.name_ascii, {LIMITS["name_ascii"]}) AS name_ascii,
+        left({name}, {LIMITS["full_name"]}) AS full_name, left({folded}, {LIMITS["name_ascii"]}) AS name_ascii,
         v.dob, v.sex_v AS sex, v.pid, v.si_code, left(v.ethnicity, {LIMITS["ethnicity"]}) AS ethnicity,
         v.relation_v AS relation, v.is_student_v AS is_student,
         left(v.card_group, {LIMITS["card_group"]}) AS card_group, v.valid_until,
         EXISTS (SELECT 1 FROM {m} x WHERE x.locality_id = v.locality_id AND x.date_of_birth = v.dob
-            AND x.name_ascii = left(f.name_ascii, {LIMITS["name_ascii"]})) AS dup_in_registry
+            AND x.name_ascii = left({folded}, {LIMITS["name_ascii"]})) AS dup_in_registry
     FROM import_val v JOIN import_hh k ON k.locality_id = v.locality_id AND k.ref = v.ref
-    -- Squashed and folded once per distinct name (OFFSET 0 keeps the planner from inlining
-    -- them at every use): lists repeat names a lot, and these are the costliest expressions.
-    JOIN (SELECT raw, name, {FOLD_SQL} AS name_ascii
-          FROM (SELECT name AS raw, {SQUASH_SQL} AS name
-                FROM (SELECT DISTINCT name FROM import_val WHERE ok AND is_new) n OFFSET 0) s
-          OFFSET 0) f ON f.raw = v.name
+    {names}
     WHERE v.ok AND v.is_new
     {order}
     """
@@ -1557,7 +1572,7 @@ def _write_part(
         # The new members in personal-ID order (the unique index is then filled page by page),
         # numbered for the batches; near-duplicates (same folded name, date of birth, commune)
         # inside the file or against the registry are flagged for a reviewer, never merged.
-        cursor.execute(_good_sql(presorted=handed_over), params)
+        cursor.execute(_good_sql(handed_over), params)
         if not handed_over:  # its rows are not read again
             cursor.execute("TRUNCATE import_val")
 
