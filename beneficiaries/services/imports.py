@@ -16,10 +16,11 @@ point leaves nothing half-written):
    from its row (`Member.import_job`, `selectors.member_history`). The foreign keys of the
    written rows are verified set-based before commit (`config/bulk_fk.py`), not per row.
 
-A big CSV is two parts: this connection checks the first and writes it while a second
-connection checks the second (`_SecondHalf`); then this one writes the second, to which the
-first is already part of the registry (`_write_part`). The outcome is one pass's, to the row
-numbers in the error file (tests/beneficiaries/test_imports_parallel.py).
+A big CSV is read on two connections: this one checks the first fifth and writes it while a
+second connection checks the rest and hands it over in pieces (`_SecondHalf`); this one then
+writes the pieces in turn, to each of which the earlier parts are already registry
+(`_write_part`). The outcome is one pass's, to the row numbers in the error file
+(tests/beneficiaries/test_imports_parallel.py).
 
 Set-based because a province sends lists of a million people.
 """
