@@ -1034,12 +1034,13 @@ class _SecondHalf:
                         return
                     loaded, _last = self._loaded = _loaded(cursor)
                 self._loaded_set.set()
-                cursor.execute(
-                    "SELECT pg_relation_size('import_raw') / current_setting('block_size')::int + 1, "
-                    "(SELECT count(*) FROM import_raw)"
-                )
-                blocks, rows = cursor.fetchone()
-                bounds = [0, *(round(blocks * share) for share in HANDOVER_SHARES), blocks]
+                # Pieces by block ranges, of the blocks that hold rows: the relation's size may
+                # also count empty blocks at its end (PostgreSQL extends a table by several
+                # blocks at a time), and the last piece would then be short or empty.
+                cursor.execute("SELECT coalesce((max(ctid)::text::point)[0]::bigint, 0) + 1 FROM import_raw")
+                (used,) = cursor.fetchone()
+                bounds = [0, *(round(used * share) for share in HANDOVER_SHARES), used]
+
                 for piece, (lo, hi) in enumerate(itertools.pairwise(bounds)):
                     with transaction.atomic():
                         _prepare_session(cursor)
