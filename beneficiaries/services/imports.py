@@ -1077,13 +1077,18 @@ class _SecondHalf:
             f"v.row_number + {offset} AS row_number" if name == "row_number" else f'v."{name}"'
             for (name,) in cursor.fetchall()
         )
-        # With the new members' names squashed and folded, as `_good_sql` would (NAMES_SQL).
+        # With the new members' names squashed and folded, as `_good_sql` would (NAMES_SQL), and
+        # the row that gives each new household, as `_write_part` would find it.
         cursor.execute(
-            f"CREATE UNLOGGED TABLE {table} AS SELECT {columns}, f.name AS squashed, f.name_ascii AS folded "
+            f"CREATE UNLOGGED TABLE {table} AS SELECT {columns}, f.name AS squashed, f.name_ascii AS folded, "
+            "h.first IS NOT NULL AS first_of_household "
             f"FROM import_val v LEFT JOIN ({NAMES_SQL}) f ON f.raw = v.name "
+            "LEFT JOIN (SELECT min(row_number) AS first FROM import_val WHERE ok AND is_new "
+            "GROUP BY locality_id, ref) h ON h.first = v.row_number "
             'ORDER BY v.locality_id, v.ref COLLATE "C", v.pid COLLATE "C"',
             params,
         )
+
         cursor.execute(f"ANALYZE {table} ({ANALYZED})")
         cursor.execute(f"SELECT count(*), coalesce(max(row_number), 0) FROM {table}")
         count, last_row = cursor.fetchone()
@@ -1477,8 +1482,14 @@ def _write_part(
         cursor.execute(f"ANALYZE import_val ({ANALYZED})")
     if not handed_over:
         _refuse_repeated_ids(cursor, params)
+    # Which row gives each household: a piece knows it already (`first_of_household`, found by
+    # the second connection), unless this part refused some of its rows as repeats of an
+    # earlier part's, which may move a household's first good row.
+    firsts = "v.row_number IN (SELECT min(row_number) FROM import_val WHERE ok AND is_new GROUP BY locality_id, ref)"
     if not first:
         _refuse_ids_seen_before(cursor, params)
+        if handed_over and cursor.rowcount == 0:
+            firsts = "v.first_of_household"
     if not last:
         # This part's good personal IDs (one row each now), for the parts after it.
         cursor.execute("CREATE TEMP TABLE IF NOT EXISTS import_seen (pid bigint, row_number bigint) ON COMMIT DROP")
@@ -1533,9 +1544,7 @@ def _write_part(
                     v.year_v AS certificate_year, v.is_poor_commune_v AS is_poor_commune,
                     v.is_ethnic_minority_v AS is_ethnic_minority, v.is_island_commune_v AS is_island_commune
                 FROM import_val v
-                WHERE v.row_number IN (
-                    SELECT min(row_number) FROM import_val WHERE ok AND is_new GROUP BY locality_id, ref
-                )
+                WHERE {firsts}
                 ORDER BY v.locality_id, v.ref COLLATE "C"
             ) k
             LEFT JOIN {h} hh ON hh.locality_id = k.locality_id AND hh.external_ref = k.ref
