@@ -73,6 +73,14 @@ def rows(n: int, repeats: bool = True) -> list[str]:
     return out
 
 
+def registered_before(officer) -> None:
+    """Someone already in the registry whom row 800 of `rows` resembles (same folded name, date
+    of birth and commune, another ID): both are flagged, the registered one by the import."""
+    dob = date(1950, 9, 17)
+    row = f"HX1,Nguoi So 0,{dob:%d/%m/%Y},Nữ,{pid(dob, 'female', 90000)},,Kinh,Chủ hộ,Tổ 1,18073,Hộ cận nghèo,"
+    assert run(officer, f"{HEADER}\n{row}\n").rows_created == 1
+
+
 def outcome(job) -> dict:
     return {
         "status": job.status,
@@ -100,16 +108,24 @@ def forget_everything():
 
 # Without repeats across parts, the pieces' households come as the second connection found
 # them (`first_of_household`); with them, as the import's connection finds them again.
+# Committed (transaction=True): the second connection sees the registry as it is committed.
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("repeats", [True, False], ids=["repeated IDs", "no repeated ID"])
 def test_two_connections_import_what_one_does(officer, thanh_sen, monkeypatch, second_parts, repeats):
     text = "\n".join([HEADER, *rows(900, repeats)]) + "\n"
     one_connection(monkeypatch)
+    registered_before(officer)
     alone = outcome(run(officer, text))
     assert alone["status"] == ImportStatus.DONE and alone["counts"][3] > 20
     assert sum(member[-1] for member in alone["members"]) >= 10  # near-duplicates flagged, across parts too
+    assert [m[-1] for m in alone["members"] if m[1] in ("Nguoi So 0", "Người Số 0") and m[3] == date(1950, 9, 17)] == [
+        True,
+        True,
+    ]
     assert ("personal_id" in {f for _r, f, _why in alone["errors"]}) == repeats and second_parts == []
     forget_everything()
 
+    registered_before(officer)
     monkeypatch.setattr(imports, "PARALLEL_MIN_ROWS", 2)
     both = outcome(run(officer, text))
     # Every piece came from the second connection, and together they are its part of the file.
