@@ -920,7 +920,7 @@ HANDOVER_SHARES = (0.3, 0.6)
 
 
 @dataclass
-class _HalfResult:
+class _Piece:
     table: str  # a piece of the second connection's import_val rows, committed (`_part_table`)
     loaded: int  # its rows
     last_row: int  # its last row number (0 if none)
@@ -961,11 +961,10 @@ class _SecondHalf:
         self._loaded: tuple[int, int] | None = None
         self._loaded_set = threading.Event()
         self._abandoned = False
-        self._pieces: list[_HalfResult] = []
+        self._pieces: list[_Piece] = []
         self._piece_ready = threading.Condition()
         self._finished = False
         self._error: BaseException | None = None
-        self._bad_format = False
         self._pg = None
         self._thread = threading.Thread(target=self._run, name="import-second-half", daemon=True)
         self._thread.start()
@@ -983,7 +982,7 @@ class _SecondHalf:
             self._raise_encoding()
         return self._loaded
 
-    def result(self, piece: int = 0) -> _HalfResult | None:
+    def result(self, piece: int = 0) -> _Piece | None:
         """Piece number `piece`, once it is checked; None when the import's connection has to
         do the rest itself: PostgreSQL's CSV reader refused the part, or the second connection
         failed (could not connect, was cancelled, …: an import does not fail for want of a
@@ -1024,15 +1023,13 @@ class _SecondHalf:
             with connection.cursor() as plain:
                 self._pg = plain.cursor.connection
                 cursor = _TimedCursor(plain, "(second connection) ")
-
                 with transaction.atomic():
                     _prepare_session(cursor)
                     _create_communes(cursor, ctx, keep=True)
                     _create_raw(cursor, n_columns, keep=True)
                     if not _copy_file(cursor, path, n_columns, delimiter, start=start):
-                        self._bad_format = True
-                        return
-                    loaded, _last = self._loaded = _loaded(cursor)
+                        return  # `loaded` says None: PostgreSQL's CSV reader refused the part
+                    self._loaded = _loaded(cursor)
                 self._loaded_set.set()
                 # Pieces by block ranges, of the blocks that hold rows: the relation's size may
                 # also count empty blocks at its end (PostgreSQL extends a table by several
@@ -1040,7 +1037,6 @@ class _SecondHalf:
                 cursor.execute("SELECT coalesce((max(ctid)::text::point)[0]::bigint, 0) + 1 FROM import_raw")
                 (used,) = cursor.fetchone()
                 bounds = [0, *(round(used * share) for share in HANDOVER_SHARES), used]
-
                 for piece, (lo, hi) in enumerate(itertools.pairwise(bounds)):
                     with transaction.atomic():
                         _prepare_session(cursor)
@@ -1088,14 +1084,13 @@ class _SecondHalf:
             'ORDER BY v.locality_id, v.ref COLLATE "C", v.pid COLLATE "C"',
             params,
         )
-
         cursor.execute(f"ANALYZE {table} ({ANALYZED})")
         cursor.execute(f"SELECT count(*), coalesce(max(row_number), 0) FROM {table}")
         count, last_row = cursor.fetchone()
         # Handed over once committed: the caller's block ends right after this.
-        transaction.on_commit(lambda: self._publish(_HalfResult(table, count, last_row)))
+        transaction.on_commit(lambda: self._publish(_Piece(table, count, last_row)))
 
-    def _publish(self, result: _HalfResult) -> None:
+    def _publish(self, result: _Piece) -> None:
         with self._piece_ready:
             self._pieces.append(result)
             self._piece_ready.notify_all()
@@ -1351,15 +1346,13 @@ def _import(cursor, job, ctx, fields, path, scan, records, progress) -> dict:
     _create_communes(cursor, ctx)
     _create_raw(cursor, n_columns)
     params = _sql_params(ctx, _messages())
-    # A big CSV is read and checked in two parts at once: the second on a connection of its
-    # own (the machine's other core), handed back as rows of import_val (`_SecondHalf`). This
-    # connection writes the first part while the other still checks the second, so the
-    # second is the larger one (SECOND_PART_SHARE).
+    # A big CSV is read and checked on two connections at once: this one checks its first part
+    # and writes it while the other (the machine's other core) checks the rest and hands it over
+    # in pieces (`_SecondHalf`), which this one then writes in turn.
     split = None
     if scan is not None and scan["plain"] and scan["split"] and scan["total"] >= PARALLEL_MIN_ROWS:
         split = scan["split"]
     helper = _SecondHalf(path, split, fields, scan["delimiter"], ctx, params, job.pk) if split else None
-
     try:
         t0 = time.perf_counter()
         if scan is not None and not (
@@ -1401,7 +1394,6 @@ def _import(cursor, job, ctx, fields, path, scan, records, progress) -> dict:
             raise ImportFileError(_("The file has too many rows."), code="too_large")
         _write_part(cursor, job, params, progress, tally, first=True, last=helper is None)
         if helper is not None:
-            cursor.execute("DROP TABLE import_val")
             pieces = len(HANDOVER_SHARES) + 1
             handed_last = 0  # the last row number handed over so far
             for piece in range(pieces):
@@ -1428,7 +1420,6 @@ def _import(cursor, job, ctx, fields, path, scan, records, progress) -> dict:
                 cursor.execute("DROP VIEW import_val")
                 cursor.execute(f"DROP TABLE {given.table}")
                 handed_last = max(handed_last, given.last_row)
-
     finally:
         if helper is not None:
             helper.abandon()
@@ -1450,8 +1441,7 @@ class _Tally:
     """What the parts of a file added up to, and the progress shown meanwhile."""
 
     total: int  # the file's rows
-    validated: int = 0
-    rows: int = 0
+    rows: int = 0  # read and checked so far
     good: int = 0
     created: int = 0
 
@@ -1478,10 +1468,10 @@ def _write_part(
     # were found by sorting the whole table), and a sample of 3,000 rows gives them (the
     # default 30,000 costs 0.2 s a million rows).
     cursor.execute("SET LOCAL default_statistics_target = 10")
-    if not handed_over:  # (the other connection analysed its table)
+    if not handed_over:  # (the other connection analysed its table and refused its repeats)
         cursor.execute(f"ANALYZE import_val ({ANALYZED})")
-    if not handed_over:
         _refuse_repeated_ids(cursor, params)
+
     # Which row gives each household: a piece knows it already (`first_of_household`, found by
     # the second connection), unless this part refused some of its rows as repeats of an
     # earlier part's, which may move a household's first good row.
@@ -1499,7 +1489,6 @@ def _write_part(
     rows, good, new = cursor.fetchone()
     tally.rows += rows
     tally.good += good
-    tally.validated += rows
     # Row errors: (row, field, reason), in the order of the columns of the form.
     error_values = (
         ", ".join(f"({i}, '{f}', e_{f})" for i, f in enumerate(ERROR_FIELDS) if f != "personal_id")
@@ -1518,7 +1507,7 @@ def _write_part(
         [job.pk],
     )
     tally.written += rows - new
-    progress.done(_work(total, tally.validated, tally.written), total)
+    progress.done(_work(total, tally.rows, tally.written), total)
     # Every foreign key of the households and members written below is checked once, set-based,
     # when the block ends (`_references`), instead of by one trigger call per row and key.
     with set_based_fk_checks(cursor, _references(job)):
@@ -1584,10 +1573,10 @@ def _write_part(
         # numbered for the batches; near-duplicates (same folded name, date of birth, commune)
         # inside the file or against the registry are flagged for a reviewer, never merged.
         cursor.execute(_good_sql(handed_over), params)
-        if not handed_over:  # its rows are not read again
-            cursor.execute("TRUNCATE import_val")
-
+        if not handed_over:  # its rows are not read again (a piece's view goes with its table)
+            cursor.execute("DROP TABLE import_val")
         cursor.execute(DUPS_SQL)
+
         cursor.execute("ANALYZE import_dups")
         # Batches by block range of import_good (a TID range scan, in the table's personal-ID
         # order): no sort and no re-scan of the whole table per batch.
@@ -1622,7 +1611,7 @@ def _write_part(
             created += cursor.rowcount
             done = new if final else min(new, (lo + step) * new // max(blocks, 1))
 
-            progress.done(_work(total, tally.validated, tally.written + done), total)
+            progress.done(_work(total, tally.rows, tally.written + done), total)
     # Members already in the registry that the new ones resemble are flagged too.
     cursor.execute(
         f"""
