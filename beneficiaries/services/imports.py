@@ -744,15 +744,21 @@ def _validate(cursor, fields: list[str | None], n_columns: int, params: dict, on
     _refuse_repeated_ids(cursor, params)
 
 
+def _create_dates(cursor, fields: list[str | None], params: dict, keep=False) -> None:
+    cursor.execute(_dates_sql(fields).replace(" ON COMMIT DROP AS", f"{_temp(keep)} AS", 1), params)
+    cursor.execute("ANALYZE import_dates")
+
+
 def _validate_rows(
     cursor, fields: list[str | None], n_columns: int, params: dict, on_chunk=None, keep=False, blocks=None
 ) -> None:
     """import_raw → import_val, in chunks of VALIDATE_ROWS rows (block ranges of import_raw,
     which COPY filled in file order) so that progress shows while a big file is checked;
     `on_chunk(rows validated so far)` after each. `blocks`: only the rows in that range of
-    import_raw's blocks (lo, hi). `keep`: import_val outlives the transaction (`_temp`)."""
-    cursor.execute(_dates_sql(fields), params)
-    cursor.execute("ANALYZE import_dates")
+    import_raw's blocks (lo, hi), whose dates the caller has parsed already (`_create_dates`,
+    once for all the ranges). `keep`: import_val outlives the transaction (`_temp`)."""
+    if blocks is None:
+        _create_dates(cursor, fields, params)
     select = _validation_sql(fields, n_columns).replace(" ON COMMIT DROP AS", f"{_temp(keep)} AS", 1)
     cursor.execute(f"{select} WITH NO DATA", params)
     insert = select.replace(f"CREATE TEMP TABLE import_val{_temp(keep)} AS", "INSERT INTO import_val", 1)
@@ -768,7 +774,8 @@ def _validate_rows(
         cursor.execute(insert.replace("FROM import_raw WHERE", f"FROM import_raw WHERE {where} AND", 1), params)
         if on_chunk is not None:
             on_chunk(rows if hi > size else min(rows, hi * rows // max(size, 1)))
-    cursor.execute("DROP TABLE import_dates")
+    if blocks is None:
+        cursor.execute("DROP TABLE import_dates")
 
 
 def _temp(keep: bool) -> str:
@@ -1031,6 +1038,10 @@ class _SecondHalf:
                         return  # `loaded` says None: PostgreSQL's CSV reader refused the part
                     self._loaded = _loaded(cursor)
                 self._loaded_set.set()
+                with transaction.atomic():
+                    _prepare_session(cursor)
+                    _create_dates(cursor, fields, params, keep=True)
+
                 # Pieces by block ranges, of the blocks that hold rows: the relation's size may
                 # also count empty blocks at its end (PostgreSQL extends a table by several
                 # blocks at a time), and the last piece would then be short or empty.
