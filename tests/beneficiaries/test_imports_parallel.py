@@ -45,21 +45,22 @@ def one_connection(monkeypatch):
     monkeypatch.setattr(imports, "PARALLEL_MIN_ROWS", 10**9)
 
 
-def rows(n: int, repeats: bool = True) -> list[str]:
+def rows(n: int, repeats: int | None = 0) -> list[str]:
     """n rows in households of three, with a bad row, a quoted address with a line break and
-    a near-duplicate every so often, and (`repeats`) personal IDs that repeat across the whole
-    file."""
+    a near-duplicate every so often, and the person on row `repeats` (0: the first; None: no
+    one) again every so often after it, in another household: refused there."""
     out = []
     for i in range(n):
-        if repeats and i and i % 97 == 0:  # the first person again, in another household: refused on this row
-            out.append(out[0].replace("HT0,", f"HT{i // 3},", 1))
+        if repeats is not None and i > repeats and i % 97 == 0:
+            out.append(out[repeats].replace(f"HT{repeats // 3},", f"HT{i // 3},", 1))
             continue
         dob = date(1950 + i % 50, 1 + i % 12, 1 + i % 28)
         sex = "male" if i % 2 else "female"
         serial = 1000 + i
         name = f"Người Số {i % 40}"
-        if i >= 300 and i % 101 == 0:  # a near-duplicate of someone 300 rows up (another ID)
-            j = i - 300
+        # A near-duplicate (another ID) of someone 300 rows up (in another part) or 5 rows up.
+        if (i >= 300 and i % 101 == 0) or i % 89 == 0:
+            j = i - 300 if i % 101 == 0 else i - 5
             dob, sex, name = (
                 date(1950 + j % 50, 1 + j % 12, 1 + j % 28),
                 "male" if j % 2 else "female",
@@ -106,11 +107,15 @@ def forget_everything():
     Household.objects.all().delete()
 
 
-# Without repeats across parts, the pieces' households come as the second connection found
-# them (`first_of_household`); with them, as the import's connection finds them again.
-# Committed (transaction=True): the second connection sees the registry as it is committed.
+# Without repeats of the first part's IDs, the pieces' households, near-duplicate pairs and
+# counts come as the second connection found them (`_Piece`); with them, as the import's
+# connection finds them again. Repeats inside the second connection's part (row 300 is in its
+# first piece) it refuses itself. Committed (transaction=True): the second connection sees
+# the registry as it is committed.
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("repeats", [True, False], ids=["repeated IDs", "no repeated ID"])
+@pytest.mark.parametrize(
+    "repeats", [0, 300, None], ids=["the first part's IDs repeated", "the second part's repeated", "no repeated ID"]
+)
 def test_two_connections_import_what_one_does(officer, thanh_sen, monkeypatch, second_parts, repeats):
     text = "\n".join([HEADER, *rows(900, repeats)]) + "\n"
     one_connection(monkeypatch)
@@ -122,7 +127,7 @@ def test_two_connections_import_what_one_does(officer, thanh_sen, monkeypatch, s
         True,
         True,
     ]
-    assert ("personal_id" in {f for _r, f, _why in alone["errors"]}) == repeats and second_parts == []
+    assert ("personal_id" in {f for _r, f, _why in alone["errors"]}) == (repeats is not None) and second_parts == []
     forget_everything()
 
     registered_before(officer)
@@ -131,6 +136,9 @@ def test_two_connections_import_what_one_does(officer, thanh_sen, monkeypatch, s
     # Every piece came from the second connection, and together they are its part of the file.
     assert len(second_parts) == len(imports.HANDOVER_SHARES) + 1 and None not in second_parts
     assert sum(piece.loaded for piece in second_parts) > 300 and all(piece.loaded for piece in second_parts)
+    # The first piece comes before the second connection reads the first part's IDs.
+    counts = [piece.in_first_part for piece in second_parts]
+    assert counts[0] is None and (sum(counts[1:]) > 0) == (repeats == 0)
     assert both == alone
 
 
@@ -222,7 +230,7 @@ def test_the_second_connection_stopping_after_a_piece_leaves_the_rest_to_the_imp
     # import's connection reads the part again and checks and writes what it was not given.
     from django.db import OperationalError
 
-    text = "\n".join([HEADER, *rows(900)]) + "\n"
+    text = "\n".join([HEADER, *rows(900, repeats=300)]) + "\n"  # (row 300 is in the first piece)
     one_connection(monkeypatch)
     alone = outcome(run(officer, text))
     forget_everything()
@@ -249,7 +257,7 @@ def test_an_import_that_fails_after_a_piece_was_handed_over_writes_nothing_and_l
     real = imports._write_part
 
     def write_part(cursor, job, params, progress, tally, **kw):
-        if kw.get("handed_over"):
+        if kw.get("piece"):
             raise RuntimeError("disk full")
         return real(cursor, job, params, progress, tally, **kw)
 
