@@ -977,10 +977,11 @@ class _SecondHalf:
     checked, so that the import's connection, which writes the pieces in turn, never waits
     long: each piece is a committed unlogged table (`_part_table`) of import_val rows,
     numbered after the first part's (`number_after`), with the repeats of a personal ID inside
-    the piece refused, in household order (commune, household number, personal ID:
-    `_good_sql` then needs no sort). Its transactions write nothing else and only read the
-    registry (whether each personal ID is new, which the write re-checks anyway); `abandon`
-    cancels it."""
+    the piece and of its earlier pieces refused, in household order (commune, household
+    number, personal ID: `_good_sql` then needs no sort). Its transactions write nothing else
+    and only read the registry (whether each personal ID is new, which the write re-checks
+    anyway) and the file (from the second piece on, whether a piece has personal IDs that the
+    first part has too: `_read_first_part_ids`); `abandon` cancels it."""
 
     def __init__(self, path: str, start: int, fields, delimiter: str, ctx: Context, params: dict, job_id: int):
         import threading
