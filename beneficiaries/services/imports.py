@@ -1117,8 +1117,10 @@ class _SecondHalf:
                 cursor.execute("DROP TABLE import_first")
                 cursor.execute("ANALYZE import_first_ids")
         except (DatabaseError, ImportFileError):
-            logger.warning("import: the second connection could not read the first part's IDs", exc_info=True)
+            if not self._abandoned:  # (a cancelled statement is no news)
+                logger.warning("import: the second connection could not read the first part's IDs", exc_info=True)
             return False
+
         return True
 
     def _pieces_hand_over(self, cursor, piece: int, params: dict) -> None:

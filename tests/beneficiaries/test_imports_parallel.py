@@ -268,3 +268,21 @@ def test_an_import_that_fails_after_a_piece_was_handed_over_writes_nothing_and_l
     assert job.status == ImportStatus.FAILED and second_parts and second_parts[0] is not None
     assert not Member.objects.exists() and not Household.objects.exists()
     assert part_tables(job) == []
+
+
+def test_without_the_first_parts_ids_every_piece_is_checked_against_the_first_part(
+    officer, thanh_sen, monkeypatch, second_parts
+):
+    # The second connection could not read the first part's IDs (say, the statement failed):
+    # it cannot say which pieces are clear of them, so the import's connection checks each.
+    text = "\n".join([HEADER, *rows(900, repeats=0)]) + "\n"
+    one_connection(monkeypatch)
+    alone = outcome(run(officer, text))
+    forget_everything()
+
+    monkeypatch.setattr(imports._SecondHalf, "_read_first_part_ids", lambda self, *args: False)
+    monkeypatch.setattr(imports, "PARALLEL_MIN_ROWS", 2)
+    both = outcome(run(officer, text))
+    assert len(second_parts) == len(imports.HANDOVER_SHARES) + 1
+    assert [piece.in_first_part for piece in second_parts] == [None] * len(second_parts)
+    assert both == alone and len([e for e in alone["errors"] if e[1] == "personal_id"]) >= 5
