@@ -1106,6 +1106,7 @@ class _SecondHalf:
         cell = f"c{index['personal_id']}"
         try:
             with transaction.atomic():
+                _prepare_session(cursor)  # (work_mem: the distinct IDs stay in memory)
                 _create_raw(cursor, len(fields), keep=True, table="import_first")
                 if not _copy_file(cursor, path, len(fields), delimiter, end=end, table="import_first"):
                     return False
@@ -1120,7 +1121,6 @@ class _SecondHalf:
             if not self._abandoned:  # (a cancelled statement is no news)
                 logger.warning("import: the second connection could not read the first part's IDs", exc_info=True)
             return False
-
         return True
 
     def _pieces_hand_over(self, cursor, piece: int, params: dict) -> None:
