@@ -961,8 +961,8 @@ def _part_table(job_id: int, piece: int) -> str:
     """The table in which the second connection hands a piece of its checked rows over: an
     unlogged table of its own, committed, so that the import's connection reads them where
     they are (a binary COPY out to a file and back in cost the import's connection 0.9 s a
-    million rows). The import drops each once written; `_run` drops what is left when the
-    import ends, however it ends."""
+    million rows). The import drops them once it has written them all; `_run` drops what is
+    left when the import ends, however it ends."""
     return f"import_part_{int(job_id)}_{int(piece)}"
 
 
@@ -1321,7 +1321,7 @@ def _run(job: ImportJob) -> ImportJob:
             t0 = time.perf_counter()
         LAST_TIMINGS["COMMIT (deferred foreign-key checks)"] = time.perf_counter() - t0
     except BaseException:
-        # The second connection's tables, committed by it: the import drops each piece it
+        # The second connection's tables, committed by it: the import drops the pieces it
         # wrote, but a rollback brings them back.
         progress.drop_parts()
         raise
@@ -1570,8 +1570,8 @@ def _write_part(
 
     # Rows refused here as repeats of an earlier part's: none, unless some of this part's IDs
     # are the first part's (a piece says whether it has any). What the second connection
-    # found out about a piece's rows (which row gives each household, which new members share
-    # a near-duplicate key, the counts) holds unless some were refused here.
+    # found out about a piece's rows (which row gives each household, the counts) holds unless
+    # some were refused here.
     refused = 0
     if not first and (piece is None or piece.in_first_part != 0):
         _refuse_ids_seen_before(cursor, params)
@@ -1660,17 +1660,11 @@ def _write_part(
             FROM import_hh WHERE is_new ORDER BY locality_id, ref COLLATE "C"
             {{conflict}}
             """
-        try:
-            # A plain insert (ON CONFLICT's check before each row cost a fifth of it); the join
-            # above found none of these households registered.
-            with transaction.atomic():
-                cursor.execute(household_sql.format(conflict=""), [user.pk, job.pk, now, now])
-        except IntegrityError:
-            # Someone registered one of them meanwhile: theirs stays (and is used, below).
-            cursor.execute(
-                household_sql.format(conflict="ON CONFLICT (locality_id, external_ref) DO NOTHING"),
-                [user.pk, job.pk, now, now],
-            )
+        # The join above found none of these households registered; if someone registers one
+        # meanwhile, theirs stays (and is used, below).
+        _insert(
+            cursor, household_sql, [user.pk, job.pk, now, now], "ON CONFLICT (locality_id, external_ref) DO NOTHING"
+        )
         inserted = cursor.rowcount
         cursor.execute("ANALYZE import_hh")
         cursor.execute("SELECT count(*) FROM import_hh WHERE is_new")
@@ -1700,12 +1694,6 @@ def _write_part(
     cursor.execute("DROP TABLE import_hh")
 
 
-# The member table's columns that an import fills, in the order of the INSERTs below.
-MEMBER_COLUMNS = """household_id, locality_id, full_name, name_ascii, date_of_birth, sex, personal_id, si_code,
-    ethnicity, relation, is_student, card_group, card_valid_until, status, submitted_by_id, import_job_id,
-    is_possible_duplicate, created_at, updated_at"""
-
-
 def _batches(cursor, table: str, alias: str, rows: int):
     """Block ranges of `table` of about BATCH_ROWS of its `rows` each, as conditions on the
     `ctid` of `alias` (a TID range scan: no sort, no re-scan of the whole table per batch),
@@ -1720,9 +1708,10 @@ def _batches(cursor, table: str, alias: str, rows: int):
         yield f"{alias}.ctid >= '({lo},0)'::tid{upper}", done
 
 
-def _insert(cursor, sql: str, values: list, conflict: str = "ON CONFLICT (personal_id) DO NOTHING") -> None:
-    """A plain insert first (ON CONFLICT's check before each row costs a fifth of it); if a
-    personal ID was registered meanwhile by someone else, theirs stays."""
+def _insert(cursor, sql: str, values: list, conflict: str) -> None:
+    """`sql` with `{conflict}` empty: a plain insert (ON CONFLICT's check before each row costs
+    a fifth of it). Only if it fails on a row someone else registered meanwhile, again with
+    `conflict` (theirs stays)."""
     try:
         with transaction.atomic():
             cursor.execute(sql.format(conflict=""), values)
@@ -1743,7 +1732,9 @@ def _insert_members(cursor, params: dict, values: list, new: int, written, hande
     # No history row per member: the member's first history entry ("imported from <file>,
     # job N") is derived from the row itself (`member_history`); later transitions are rows.
     member_sql = f"""
-        INSERT INTO {Member._meta.db_table} ({MEMBER_COLUMNS})
+        INSERT INTO {Member._meta.db_table} (household_id, locality_id, full_name, name_ascii, date_of_birth, sex,
+            personal_id, si_code, ethnicity, relation, is_student, card_group, card_valid_until, status,
+            submitted_by_id, import_job_id, is_possible_duplicate, created_at, updated_at)
         SELECT g.household_id, g.locality_id, g.full_name, g.name_ascii, g.dob, g.sex, g.pid, g.si_code,
             g.ethnicity, g.relation, g.is_student, g.card_group, g.valid_until, %s, %s, %s,
             d.dob IS NOT NULL OR g.dup_in_registry, %s, %s
@@ -1754,7 +1745,7 @@ def _insert_members(cursor, params: dict, values: list, new: int, written, hande
         """
     created = 0
     for batch, done in _batches(cursor, "import_good", "g", new):
-        _insert(cursor, member_sql.format(batch=batch), values)
+        _insert(cursor, member_sql.format(batch=batch), values, "ON CONFLICT (personal_id) DO NOTHING")
         created += cursor.rowcount
         written(done)
     cursor.execute("DROP TABLE import_dups")

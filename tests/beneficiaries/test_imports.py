@@ -276,3 +276,40 @@ def test_a_household_registered_while_the_import_runs_is_used_not_doubled(office
     assert job.rows_created == 3
     assert Household.objects.count() == 1
     assert set(Member.objects.values_list("household_id", flat=True)) == {theirs["hh"].pk}
+
+
+def test_a_household_and_a_member_registered_meanwhile_stay_and_the_import_uses_them(officer, thanh_sen, monkeypatch):
+    # Someone registers household HT1 and one of its people after the import has found neither
+    # in the registry (right after its working tables of households and new members), before
+    # it writes them: its plain inserts fail, and it retries leaving theirs as they are, its
+    # other members going into their household.
+    from beneficiaries.services import imports
+
+    real = imports._TimedCursor.execute
+    registered = {}
+
+    def execute(self, sql, params=None):
+        out = real(self, sql, params)
+        if sql.lstrip().startswith("CREATE TEMP TABLE import_hh") and "household" not in registered:
+            registered["household"] = Household.objects.create(
+                locality=thanh_sen, external_ref="HT1", address="Theirs", created_by=officer
+            )
+        if sql.lstrip().startswith("CREATE TEMP TABLE import_good") and "member" not in registered:
+            registered["member"] = Member.objects.create(
+                household=registered["household"], locality=thanh_sen, full_name="Lê Thị Hoa",
+                name_ascii="le thi hoa", date_of_birth=date(1978, 9, 30), sex="female",
+                personal_id=pid(date(1978, 9, 30), "female", 2), status=MemberStatus.DRAFT,
+            )  # fmt: skip
+        return out
+
+    monkeypatch.setattr(imports._TimedCursor, "execute", execute)
+    job = run(officer, "\n".join([HEADER, *good_rows()]) + "\n")
+    assert job.status == ImportStatus.DONE, job.error
+    assert (job.rows_created, job.rows_unchanged, job.rows_failed) == (2, 1, 0)
+    household = Household.objects.get()
+    assert household == registered["household"] and household.address == "Theirs"
+    assert set(household.members.values_list("full_name", "status")) == {
+        ("Nguyễn Văn Hùng", MemberStatus.SUBMITTED),
+        ("Lê Thị Hoa", MemberStatus.DRAFT),
+        ("Nguyễn Văn Minh", MemberStatus.SUBMITTED),
+    }
